@@ -30,16 +30,13 @@ PGFILEDESC = "sessioncache - shared-memory session cache with durable backing"
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror
 
-TESTDB = sessioncache_test
-CONTRIB_TESTDB = $(TESTDB)
-ISOLATION_TESTDB = $(TESTDB)
 
-REGRESS = setup caches entries transactions errors views privileges expiry limits durable notify membership
+# every sql/*.sql is a regression test, every test/specs/*.spec an isolation test
+REGRESS = $(sort $(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))
 REGRESS_OPTS = --temp-instance=test/tmp_regress \
 	--temp-config=test/sessioncache.conf --load-extension=sessioncache
 
-ISOLATION = visibility rollback same_key delete_user_race stale_fill \
-	user_limit counters notify membership
+ISOLATION = $(sort $(basename $(notdir $(wildcard $(srcdir)/test/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso --temp-instance=test/tmp_iso \
 	--temp-config=test/sessioncache.conf --load-extension=sessioncache
 
@@ -51,3 +48,8 @@ EXTRA_CLEAN = results regression.diffs regression.out test/output_iso test/tmp_r
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the tests run in the database named by sessioncache.database in
+# test/sessioncache.conf (set after PGXS, which has its own defaults)
+CONTRIB_TESTDB = sessioncache_test
+ISOLATION_TESTDB = sessioncache_test
