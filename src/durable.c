@@ -38,6 +38,7 @@ static SPIPlanPtr plan_read = NULL;
 static SPIPlanPtr plan_upsert = NULL;
 static SPIPlanPtr plan_delete = NULL;
 static SPIPlanPtr plan_user_keys = NULL;
+static SPIPlanPtr plan_touch = NULL;
 
 static SPIPlanPtr
 durable_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -95,6 +96,7 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 		st->timeouts.idle_us = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		st->timeouts.max_us = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 		st->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+		st->resident = false;
 		st->expires_at = SCComputeExpiry(def, &st->timeouts, st->created_at,
 										 st->last_access);
 		if (st->expires_at > GetCurrentTimestamp())
@@ -200,6 +202,39 @@ SCDurableWriteDelete(const SCCacheDef *def, const char *key, int keylen)
 		elog(ERROR, "could not delete from sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
 	SCSpiEnd(&spi);
+}
+
+/*
+ * A touch of an entry that is not in shared memory: update the row's idle
+ * timer now, in the caller's transaction.
+ */
+void
+SCDurableTouch(const SCCacheDef *def, const char *key, int keylen,
+			   const SCKeyState *cur)
+{
+	Oid			types[4] = {INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	SCSpiState	spi;
+	TimestampTz now = GetCurrentTimestamp();
+	int			ret;
+
+	values[0] = Int32GetDatum(def->id);
+	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = TimestampTzGetDatum(SCComputeExpiry(def, &cur->timeouts,
+													cur->created_at, now));
+	SCSpiBegin(&spi);
+	ret = SPI_execute_plan(durable_plan(&plan_touch,
+										"UPDATE sessioncache.durable_entries"
+										" SET last_access = $3, expires_at = $4"
+										" WHERE cache_id = $1 AND key = $2 AND last_access < $3",
+										4, types),
+						   values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sessioncache.durable_entries: %s",
+			 SPI_result_code_string(ret));
+	SCSpiEnd(&spi);
+	SCStatAdd(def->id, SC_STAT_TOUCHES, 1);
 }
 
 /* Keys of a user's rows (live or not: callers re-read each key). */

@@ -107,6 +107,7 @@ keystate_from_entry(const SCCacheDef *def, SCEntry *e, bool want_value,
 		st->value = palloc(e->value_len);
 		memcpy(st->value, SCEntryValue(e), e->value_len);
 	}
+	st->resident = true;
 }
 
 /*
@@ -301,7 +302,8 @@ engine_fill(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
 	if (!SCDurableRead(def, key, keylen, true, st))
 		return false;
 	SCAdvanceVersion(st->version);
-	(void) SCInstallEntry(def, hash, key, keylen, st, write_gen, true);
+	st->resident = (SCInstallEntry(def, hash, key, keylen, st, write_gen,
+								   true) > 0);
 	if (!want_value)
 		st->value = NULL;
 	return true;
@@ -371,20 +373,36 @@ SCPut(const SCCacheDef *def, const char *key, int keylen, Jsonb *value,
 							now);
 }
 
+/*
+ * Stage a touch of a live entry.  A touch is applied to the shared copy at
+ * commit and written back later; a durable entry that is not in shared
+ * memory (no room to fill it) has its row updated at once instead, in the
+ * caller's transaction, so that the touch is not lost.
+ */
+static void
+engine_touch(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
+			 SCKeyState *cur)
+{
+	if (def->durable && !cur->resident)
+		SCDurableTouch(def, key, keylen, cur);
+	else
+		(void) SCPendingAdd(SC_OP_TOUCH, def, hash, key, keylen);
+}
+
 Jsonb *
 SCGet(const SCCacheDef *def, const char *key, int keylen, bool touch)
 {
 	SCHash		hash = SCHashKey(def->id, key, keylen);
 	SCKeyState	cur;
 
-	if (!engine_read(def, hash, key, keylen, true, &cur))
-	{
-		SCStatAdd(def->id, SC_STAT_MISSES, 1);
+	bool		found = engine_read(def, hash, key, keylen, true, &cur);
+
+	/* a hit is a get served from shared memory */
+	SCStatAdd(def->id, found && cur.resident ? SC_STAT_HITS : SC_STAT_MISSES, 1);
+	if (!found)
 		return NULL;
-	}
-	SCStatAdd(def->id, SC_STAT_HITS, 1);
 	if (touch)
-		(void) SCPendingAdd(SC_OP_TOUCH, def, hash, key, keylen);
+		engine_touch(def, hash, key, keylen, &cur);
 	return cur.value;
 }
 
@@ -396,7 +414,7 @@ SCTouch(const SCCacheDef *def, const char *key, int keylen)
 
 	if (!engine_read(def, hash, key, keylen, false, &cur))
 		return false;
-	(void) SCPendingAdd(SC_OP_TOUCH, def, hash, key, keylen);
+	engine_touch(def, hash, key, keylen, &cur);
 	return true;
 }
 

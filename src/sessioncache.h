@@ -332,6 +332,7 @@ typedef struct SCKeyState
 	char	   *user;			/* palloc'd, NULL when none */
 	int			userlen;
 	Jsonb	   *value;			/* palloc'd when asked for */
+	bool		resident;		/* served from shared memory */
 } SCKeyState;
 
 /* an entry copied out of shared memory */
@@ -391,6 +392,8 @@ extern int64 SCDurableWritePut(const SCCacheDef *def, const char *key,
 							   TimestampTz now);
 extern void SCDurableWriteDelete(const SCCacheDef *def, const char *key,
 								 int keylen);
+extern void SCDurableTouch(const SCCacheDef *def, const char *key, int keylen,
+						   const SCKeyState *cur);
 extern List *SCDurableUserKeys(const SCCacheDef *def, const char *user,
 							   int userlen);
 extern void SCDurableDropCache(int32 cache_id);
