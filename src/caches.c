@@ -81,6 +81,8 @@ typedef struct PendingDef
 
 static List *pending_defs = NIL;
 
+static CacheSlot *caches_slot_by_id(int32 cache_id);
+
 Size
 SCCachesShmemSize(void)
 {
@@ -292,6 +294,39 @@ SCResolveCache(const char *name, SCCacheDef *def)
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("cache \"%s\" does not exist", name),
 			 errhint("Caches are created with sessioncache.define_cache().")));
+}
+
+/*
+ * Error 42704 unless the cache with this id is defined for the current
+ * transaction (staged by it, or committed and not dropped by it).
+ */
+void
+SCCheckCacheStillDefined(int32 cache_id)
+{
+	int			i;
+	bool		defined;
+
+	for (i = list_length(pending_defs) - 1; i >= 0; i--)
+	{
+		PendingDef *pd = list_nth(pending_defs, i);
+
+		if (pd->reset)
+			break;
+		if (pd->def.id == cache_id)
+		{
+			if (pd->drop)
+				break;
+			return;
+		}
+	}
+	LWLockAcquire(caches->lock, LW_SHARED);
+	defined = caches_slot_by_id(cache_id) != NULL;
+	LWLockRelease(caches->lock);
+	if (!defined || i >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("cache was dropped"),
+				 errdetail("A concurrent drop_cache() committed first.")));
 }
 
 /*
@@ -518,6 +553,8 @@ SCDropCache(const char *name)
 
 	SCLockCacheDefs();
 	SCResolveCache(name, &def);
+	/* wait for the cache's writers; keep new ones out */
+	SCLockCacheExclusive(def.id);
 
 	SCSpiBegin(&spi);
 	values[0] = Int32GetDatum(def.id);

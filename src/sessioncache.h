@@ -258,6 +258,7 @@ extern void SCCachesShmemInit(void *ptr, bool found);
 extern void SCResolveCache(const char *name, SCCacheDef *def);
 extern bool SCCacheDefById(int32 cache_id, SCCacheDef *def);
 extern bool SCCacheIsLive(int32 cache_id);
+extern void SCCheckCacheStillDefined(int32 cache_id);
 extern bool SCCacheWantsNotify(int32 cache_id);
 extern void SCStatAdd(int32 cache_id, SCStat stat, int64 delta);
 extern void SCCachesEnsureLoaded(void);
@@ -306,6 +307,7 @@ extern void SCXactInit(void);
 extern void SCLockKey(int32 cache_id, SCHash hash);
 extern void SCLockUser(int32 cache_id, SCHash hash);
 extern void SCLockCacheDefs(void);
+extern void SCLockCacheExclusive(int32 cache_id);
 extern SCPendingOp *SCPendingAdd(SCOpKind kind, const SCCacheDef *def,
 								 SCHash hash, const char *key, int keylen);
 extern void SCPendingSetUser(SCPendingOp *op, const char *user, int userlen);

@@ -22,7 +22,8 @@
  * advisory lock tag in a field-4 space that the SQL advisory functions do not
  * use), so read-modify-write operations such as patch and incr are atomic,
  * deadlocks are detected by PostgreSQL and a rolled-back savepoint releases
- * what it took.
+ * what it took.  A transaction that writes many keys of a cache escalates
+ * to one lock on the cache (xact_lock_in_cache).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +40,7 @@
 #define SC_LOCK_KEY			0x5c01
 #define SC_LOCK_USER		0x5c02
 #define SC_LOCK_CACHE_DEFS	0x5c03
+#define SC_LOCK_CACHE		0x5c04
 
 /* build a lookup index on the pending list once it gets this long */
 #define SC_PENDING_INDEX_MIN	16
@@ -69,36 +71,105 @@ typedef struct PendingView
 
 static List *pending_views = NIL;
 
+/*
+ * Key locks a transaction may hold in one cache before it escalates to a
+ * lock on the whole cache: a bulk load or a big delete_user must not fill
+ * the shared lock table.
+ */
+#define SC_KEY_LOCKS_MAX	64
+
+/* per cache, this transaction's key locks */
+typedef struct CacheLocks
+{
+	int32		cache_id;
+	int			nkeys;
+	bool		escalated;
+	SubTransactionId escalated_subid;
+} CacheLocks;
+
+static List *cache_locks = NIL;
+
 static void
-xact_lock(uint32 f1, uint32 f2, uint32 f3, uint16 kind)
+xact_lock(uint32 f1, uint32 f2, uint32 f3, uint16 kind, LOCKMODE mode)
 {
 	LOCKTAG		tag;
 
 	SET_LOCKTAG_ADVISORY(tag, f1, f2, f3, kind);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * Take the lock that covers writes of one key (or one user's new keys) of
+ * a cache.  Every writer holds the cache's lock in RowExclusiveLock (taking
+ * it again is a local increment); after SC_KEY_LOCKS_MAX key locks the
+ * transaction takes it in ExclusiveLock instead, which waits for the other
+ * writers of the cache and keeps new ones out until it ends.
+ */
+static void
+xact_lock_in_cache(int32 cache_id, SCHash hash, uint16 kind)
+{
+	ListCell   *lc;
+	CacheLocks *cl = NULL;
+	MemoryContext old;
+
+	xact_lock(MyDatabaseId, 0, (uint32) cache_id, SC_LOCK_CACHE, RowExclusiveLock);
+	foreach(lc, cache_locks)
+	{
+		if (((CacheLocks *) lfirst(lc))->cache_id == cache_id)
+		{
+			cl = lfirst(lc);
+			break;
+		}
+	}
+	if (cl == NULL)
+	{
+		/* a drop_cache may have committed while we waited for the lock */
+		SCCheckCacheStillDefined(cache_id);
+		old = MemoryContextSwitchTo(TopTransactionContext);
+		cl = palloc0(sizeof(CacheLocks));
+		cl->cache_id = cache_id;
+		cache_locks = lappend(cache_locks, cl);
+		MemoryContextSwitchTo(old);
+	}
+	if (cl->escalated)
+		return;
+	if (++cl->nkeys > SC_KEY_LOCKS_MAX)
+	{
+		xact_lock(MyDatabaseId, 0, (uint32) cache_id, SC_LOCK_CACHE, ExclusiveLock);
+		cl->escalated = true;
+		cl->escalated_subid = GetCurrentSubTransactionId();
+		return;
+	}
+	xact_lock((uint32) (hash.h >> 32), (uint32) hash.h, (uint32) cache_id,
+			  kind, ExclusiveLock);
 }
 
 /* Serialize writers of one key until the end of the transaction. */
 void
 SCLockKey(int32 cache_id, SCHash hash)
 {
-	xact_lock((uint32) (hash.h >> 32), (uint32) hash.h, (uint32) cache_id,
-			  SC_LOCK_KEY);
+	xact_lock_in_cache(cache_id, hash, SC_LOCK_KEY);
 }
 
 /* Serialize writers that add entries for one user (per-user limits). */
 void
 SCLockUser(int32 cache_id, SCHash hash)
 {
-	xact_lock((uint32) (hash.h >> 32), (uint32) hash.h, (uint32) cache_id,
-			  SC_LOCK_USER);
+	xact_lock_in_cache(cache_id, hash, SC_LOCK_USER);
+}
+
+/* Keep every writer of a cache out until the end of the transaction. */
+void
+SCLockCacheExclusive(int32 cache_id)
+{
+	xact_lock(MyDatabaseId, 0, (uint32) cache_id, SC_LOCK_CACHE, AccessExclusiveLock);
 }
 
 /* Serialize define_cache and drop_cache. */
 void
 SCLockCacheDefs(void)
 {
-	xact_lock(MyDatabaseId, 0, 0, SC_LOCK_CACHE_DEFS);
+	xact_lock(MyDatabaseId, 0, 0, SC_LOCK_CACHE_DEFS, ExclusiveLock);
 }
 
 static void
@@ -264,6 +335,7 @@ pending_reset(void)
 	pending_index = NULL;
 	pending_cxt = NULL;
 	pending_views = NIL;
+	cache_locks = NIL;
 }
 
 static void
@@ -340,6 +412,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				if (pv->subid == mySubid)
 					pv->subid = parentSubid;
 			}
+			foreach(lc, cache_locks)
+			{
+				CacheLocks *cl = lfirst(lc);
+
+				if (cl->escalated && cl->escalated_subid == mySubid)
+					cl->escalated_subid = parentSubid;
+			}
 			SCCachesSubXactEnd(mySubid, parentSubid, true);
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
@@ -362,6 +441,14 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 				if (pv->subid == mySubid)
 					pending_views = foreach_delete_current(pending_views, lc);
+			}
+			/* the savepoint's locks are released: so is an escalation in it */
+			foreach(lc, cache_locks)
+			{
+				CacheLocks *cl = lfirst(lc);
+
+				if (cl->escalated && cl->escalated_subid == mySubid)
+					cl->escalated = false;
 			}
 			SCCachesSubXactEnd(mySubid, parentSubid, false);
 			break;
