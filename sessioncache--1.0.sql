@@ -235,43 +235,49 @@ CREATE FUNCTION sessioncache.join(
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- "join" is a keyword: its parameters are reached through aliases
+    p_cluster ALIAS FOR $1;
+    p_node ALIAS FOR $2;
+    p_address ALIAS FOR $3;
+    p_lease ALIAS FOR $4;
+    p_meta ALIAS FOR $5;
     v_view bigint;
     v_member bigint;
     v_now timestamptz;
 BEGIN
-    PERFORM sessioncache._check_name('cluster', join.cluster);
-    PERFORM sessioncache._check_name('node', join.node);
-    IF join.lease IS NULL OR join.lease <= interval '0' THEN
+    PERFORM sessioncache._check_name('cluster', p_cluster);
+    PERFORM sessioncache._check_name('node', p_node);
+    IF p_lease IS NULL OR p_lease <= interval '0' THEN
         RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
     END IF;
-    IF join.lease > interval '1 day' THEN
+    IF p_lease > interval '1 day' THEN
         RAISE EXCEPTION 'lease must be at most one day' USING ERRCODE = '22023';
     END IF;
-    IF octet_length(join.address) > 1024 THEN
+    IF octet_length(p_address) > 1024 THEN
         RAISE EXCEPTION 'address is too long' USING ERRCODE = '54000';
     END IF;
 
     -- the cluster's row serializes every change of its member set
     INSERT INTO sessioncache.clusters AS c (cluster, view_id)
-        VALUES (join.cluster, 0) ON CONFLICT DO NOTHING;
+        VALUES (p_cluster, 0) ON CONFLICT DO NOTHING;
     SELECT c.view_id + 1 INTO v_view FROM sessioncache.clusters c
-        WHERE c.cluster = join.cluster FOR UPDATE;
+        WHERE c.cluster = p_cluster FOR UPDATE;
 
     -- a re-join of the same node replaces its old member
     DELETE FROM sessioncache.cluster_members m
-        WHERE m.cluster = join.cluster AND m.node = join.node;
+        WHERE m.cluster = p_cluster AND m.node = p_node;
 
     v_now := clock_timestamp();
     INSERT INTO sessioncache.cluster_members AS m
         (member_id, cluster, node, address, meta, joined_at, lease,
          lease_expires_at, join_view)
-    VALUES (nextval('sessioncache.member_id_seq'), join.cluster, join.node,
-            join.address, coalesce(join.meta, '{}'), v_now, join.lease,
-            v_now + join.lease, v_view)
+    VALUES (nextval('sessioncache.member_id_seq'), p_cluster, p_node,
+            p_address, coalesce(p_meta, '{}'), v_now, p_lease,
+            v_now + p_lease, v_view)
     RETURNING m.member_id INTO v_member;
 
-    UPDATE sessioncache.clusters c SET view_id = v_view WHERE c.cluster = join.cluster;
-    PERFORM sessioncache._notify_view(join.cluster, v_view);
+    UPDATE sessioncache.clusters c SET view_id = v_view WHERE c.cluster = p_cluster;
+    PERFORM sessioncache._notify_view(p_cluster, v_view);
     RETURN QUERY SELECT v_member, v_view;
 END
 $$;
