@@ -131,7 +131,8 @@ CREATE FUNCTION sessioncache._entries(
 
 CREATE FUNCTION sessioncache._workers(
     OUT name text, OUT pid integer, OUT last_run timestamptz, OUT runs bigint,
-    OUT items bigint, OUT errors bigint)
+    OUT items bigint, OUT errors bigint, OUT last_duration_ms float8,
+    OUT last_max_lock_hold_us bigint)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'sc_workers' LANGUAGE C VOLATILE;
 

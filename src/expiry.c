@@ -217,8 +217,10 @@ wheel_advance(int partno, TimestampTz now, Expired *gone)
 		int64		sec;
 		int			ngone = 0;
 		int			i;
+		instr_time	held;
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+		INSTR_TIME_SET_CURRENT(held);
 		sec = part->wheel_now + 1;
 		if (sec > target || ticks++ >= MAX_TICKS_PER_ROUND)
 		{
@@ -236,6 +238,7 @@ wheel_advance(int partno, TimestampTz now, Expired *gone)
 		removed += wheel_process_slot(partno, sec & WHEEL_MASK, sec + 1, now,
 									  gone, &ngone, SC_WHEEL_GONE_MAX);
 		part->wheel_now = sec;
+		SCWorkerHoldDone(held);
 		LWLockRelease(part->lock);
 
 		for (i = 0; i < ngone; i++)
@@ -259,23 +262,32 @@ wheel_reslot_all(TimestampTz now)
 	{
 		SCPartition *part = &sc_shared->partitions[partno];
 		char	   *base = SCRegion(partno);
-		uint32		b;
+		uint32		b = 0;
 
-		LWLockAcquire(part->lock, LW_EXCLUSIVE);
-		for (b = 0; b < sc_shared->nbuckets; b++)
+		while (b < sc_shared->nbuckets)
 		{
-			uint32		off;
+			uint32		end = Min(b + 256, sc_shared->nbuckets);
+			instr_time	held;
 
-			for (off = SCTableBucket(partno, b); off != 0; off = SCEntryAt(base, off)->next)
+			LWLockAcquire(part->lock, LW_EXCLUSIVE);
+			INSTR_TIME_SET_CURRENT(held);
+			for (; b < end; b++)
 			{
-				SCEntry    *e = SCEntryAt(base, off);
-				SCCacheDef	def;
+				uint32		off;
 
-				if (SCCacheDefById(e->cache_id, &def))
-					SCWheelMove(partno, off, SCExpiresAt(&def, e));
+				for (off = SCTableBucket(partno, b); off != 0;
+					 off = SCEntryAt(base, off)->next)
+				{
+					SCEntry    *e = SCEntryAt(base, off);
+					SCCacheDef	def;
+
+					if (SCCacheDefById(e->cache_id, &def))
+						SCWheelMove(partno, off, SCExpiresAt(&def, e));
+				}
 			}
+			SCWorkerHoldDone(held);
+			LWLockRelease(part->lock);
 		}
-		LWLockRelease(part->lock);
 	}
 }
 

@@ -27,6 +27,7 @@
 
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
+#include "portability/instr_time.h"
 #include "storage/lwlock.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
@@ -455,12 +456,15 @@ typedef struct SCWorkerInfo
 	uint64		runs;
 	uint64		items;
 	uint64		errors;
+	double		last_duration_ms;
+	uint64		last_max_hold_us;
 } SCWorkerInfo;
 
 extern Size SCWorkersShmemSize(void);
 extern void SCWorkersShmemInit(void *ptr, bool found);
 extern void SCWorkersRegister(void);
 extern int	SCWorkersSnapshot(SCWorkerInfo *out);
+extern void SCWorkerHoldDone(instr_time start);
 
 /* ---------- loading and helpers (sessioncache.c) ---------- */
 

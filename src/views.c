@@ -173,7 +173,10 @@ sc_check_memory(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(true);
 }
 
-/* workers: name, pid, last_run, runs, items, errors */
+/*
+ * workers: name, pid, last_run, runs, items, errors, and for the last run
+ * its duration and its longest exclusive partition lock hold
+ */
 Datum
 sc_workers(PG_FUNCTION_ARGS)
 {
@@ -187,8 +190,8 @@ sc_workers(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[6];
-		bool		nulls[6] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
 
 		values[0] = CStringGetTextDatum(info[i].name);
 		values[1] = Int32GetDatum(info[i].pid);
@@ -198,6 +201,9 @@ sc_workers(PG_FUNCTION_ARGS)
 		values[3] = Int64GetDatum((int64) info[i].runs);
 		values[4] = Int64GetDatum((int64) info[i].items);
 		values[5] = Int64GetDatum((int64) info[i].errors);
+		values[6] = Float8GetDatum(info[i].last_duration_ms);
+		values[7] = Int64GetDatum((int64) info[i].last_max_hold_us);
+		nulls[6] = nulls[7] = (info[i].runs == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

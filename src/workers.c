@@ -24,6 +24,7 @@
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -49,6 +50,8 @@ typedef struct WorkerStat
 	uint64		runs;
 	uint64		items;
 	uint64		errors;
+	double		last_duration_ms;	/* of the last round */
+	uint64		last_max_hold_us;	/* longest partition lock hold in it */
 } WorkerStat;
 
 typedef struct WorkersShared
@@ -65,6 +68,27 @@ static const char *const worker_names[SC_NUM_WORKERS] = {
 };
 
 static volatile sig_atomic_t got_sigterm = false;
+
+/* the longest exclusive partition lock hold of the current round */
+static uint64 round_max_hold_us = 0;
+
+/*
+ * Note the end of an exclusive lock hold that began at 'start'.  Workers
+ * call this around every partition lock they hold exclusively, so that the
+ * workers view shows how long they keep readers out.
+ */
+void
+SCWorkerHoldDone(instr_time start)
+{
+	instr_time	now;
+	uint64		us;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, start);
+	us = INSTR_TIME_GET_MICROSEC(now);
+	if (us > round_max_hold_us)
+		round_max_hold_us = us;
+}
 
 Size
 SCWorkersShmemSize(void)
@@ -142,13 +166,15 @@ worker_sigterm(SIGNAL_ARGS)
 }
 
 static void
-worker_record(SCWorkerKind kind, int64 items, bool error)
+worker_record(SCWorkerKind kind, int64 items, bool error, double duration_ms)
 {
 	WorkerStat *st = &workers->stats[kind];
 	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&st->mutex);
 	st->last_run = now;
+	st->last_duration_ms = duration_ms;
+	st->last_max_hold_us = round_max_hold_us;
 	st->runs++;
 	if (items > 0)
 		st->items += items;
@@ -234,6 +260,7 @@ sc_worker_main(Datum arg)
 	{
 		int64		items = 0;
 		bool		failed = false;
+		instr_time	started;
 
 		if (ConfigReloadPending)
 		{
@@ -247,6 +274,8 @@ sc_worker_main(Datum arg)
 			MemoryContext old = MemoryContextSwitchTo(round_cxt);
 
 			pgstat_report_activity(STATE_RUNNING, worker_names[kind]);
+			round_max_hold_us = 0;
+			INSTR_TIME_SET_CURRENT(started);
 			PG_TRY();
 			{
 				items = worker_round(kind);
@@ -264,7 +293,17 @@ sc_worker_main(Datum arg)
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(round_cxt);
 			pgstat_report_activity(STATE_IDLE, NULL);
-			worker_record(kind, items, failed);
+			{
+				instr_time	elapsed;
+
+				INSTR_TIME_SET_CURRENT(elapsed);
+				INSTR_TIME_SUBTRACT(elapsed, started);
+				worker_record(kind, items, failed,
+							  INSTR_TIME_GET_MILLISEC(elapsed));
+			}
+			/* the extension may have been dropped: check again */
+			if (failed)
+				ready = false;
 			ereport(DEBUG1,
 					(errmsg_internal("sessioncache %s worker: " INT64_FORMAT " items",
 									 worker_names[kind], items)));
@@ -307,6 +346,8 @@ SCWorkersSnapshot(SCWorkerInfo *out)
 		out[i].runs = st->runs;
 		out[i].items = st->items;
 		out[i].errors = st->errors;
+		out[i].last_duration_ms = st->last_duration_ms;
+		out[i].last_max_hold_us = st->last_max_hold_us;
 		SpinLockRelease(&st->mutex);
 	}
 	return SC_NUM_WORKERS;

@@ -68,8 +68,10 @@ writeback_collect(DirtyEntry *out, int max)
 		while (b < sc_shared->nbuckets && n < max)
 		{
 			uint32		end = Min(b + SCAN_BUCKETS, sc_shared->nbuckets);
+			instr_time	held;
 
 			LWLockAcquire(part->lock, LW_EXCLUSIVE);
+			INSTR_TIME_SET_CURRENT(held);
 			for (; b < end && n < max; b++)
 			{
 				uint32		off;
@@ -92,6 +94,7 @@ writeback_collect(DirtyEntry *out, int max)
 					n++;
 				}
 			}
+			SCWorkerHoldDone(held);
 			LWLockRelease(part->lock);
 		}
 	}
