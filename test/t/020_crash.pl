@@ -196,4 +196,10 @@ is($node->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 	't', 'check_memory() after the worker crash');
 
 $node->stop;
+# the two SIGKILLs above are the only crashes
+my @crashes = slurp_file($node->logfile) =~
+  /(was terminated by signal \d+|terminated by exception|exited with exit code [^01]|PANIC|TRAP:)/g;
+is(join(',', @crashes),
+	'was terminated by signal 9,was terminated by signal 9',
+	'no process crashed but the two killed ones');
 done_testing();

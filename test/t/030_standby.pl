@@ -18,7 +18,10 @@ $primary->append_conf('postgresql.conf',
 	    "shared_preload_libraries = 'sessioncache'\n"
 	  . "sessioncache.database = 'postgres'\n"
 	  . "sessioncache.flush_interval = '500ms'\n"
-	  . "sessioncache.expiry_interval = '200ms'\n");
+	  . "sessioncache.expiry_interval = '200ms'\n"
+	  # a crash must not stop the server (and with it the TAP suite); the
+	  # end of this test checks the log for crashes instead
+	  . "restart_after_crash = on\n");
 $primary->start;
 $primary->safe_psql('postgres', 'CREATE EXTENSION sessioncache');
 
@@ -194,4 +197,11 @@ is($standby->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 	't', 'promoted: check_memory() at the end');
 
 $standby->stop;
+for my $n ($primary, $standby)
+{
+	unlike(
+		slurp_file($n->logfile),
+		qr/was terminated by signal|terminated by exception|exited with exit code [^01]|PANIC|TRAP:/,
+		$n->name . ': no process crashed');
+}
 done_testing();

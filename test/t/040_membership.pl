@@ -29,7 +29,10 @@ $node->append_conf('postgresql.conf',
 	    "shared_preload_libraries = 'sessioncache'\n"
 	  . "sessioncache.database = 'postgres'\n"
 	  . "sessioncache.flush_interval = '500ms'\n"
-	  . "sessioncache.expiry_interval = '${expiry_ms}ms'\n");
+	  . "sessioncache.expiry_interval = '${expiry_ms}ms'\n"
+	  # a crash must not stop the server (and with it the TAP suite); the
+	  # end of this test checks the log for crashes instead
+	  . "restart_after_crash = on\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION sessioncache');
 
@@ -170,4 +173,8 @@ FROM sessioncache.members WHERE cluster = 'auth'}),
 	'only n1 remains, view 5');
 
 $node->stop;
+unlike(
+	slurp_file($node->logfile),
+	qr/was terminated by signal|terminated by exception|exited with exit code [^01]|PANIC|TRAP:/,
+	'no process crashed');
 done_testing();
