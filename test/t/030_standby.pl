@@ -139,6 +139,17 @@ is($standby->safe_psql('postgres', q{SELECT sessioncache.get('auth_sessions', 'a
 is($standby->safe_psql('postgres', $all_match),
 	'2000|2000', 'standby: the refused writes changed nothing');
 
+# A version is never reused and never goes backwards for a key, across a
+# failover too: clients order a key's invalidations by version.  The
+# primary restarts while the standby runs (a rolling restart), then puts and
+# deletes a key; on the promoted server a new put of that key must get a
+# higher version than the one it had before the delete.
+$primary->restart;
+my $v_before = $primary->safe_psql('postgres',
+	q{SELECT sessioncache.put('sessions', 'vk', '{"v": 1}', 'vuser')});
+$primary->safe_psql('postgres', q{SELECT sessioncache.delete('sessions', 'vk')});
+$primary->wait_for_catchup($standby);
+
 # failover
 $primary->stop;
 $standby->promote;
@@ -161,6 +172,12 @@ FROM generate_series(101, 150) g}),
 	'promoted: deleted entries stay deleted');
 is($standby->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 	't', 'promoted: check_memory()');
+
+is( $standby->safe_psql(
+		'postgres',
+		qq{SELECT sessioncache.put('sessions', 'vk', '{"v": 2}', 'vuser') > $v_before}),
+	't',
+	'promoted: a deleted key put again gets a higher version than before the delete');
 
 # writes work on the promoted server, with versions above the old ones
 is( $standby->safe_psql(
