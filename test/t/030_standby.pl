@@ -11,6 +11,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep time);
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
@@ -150,8 +151,32 @@ my $v_before = $primary->safe_psql('postgres',
 $primary->safe_psql('postgres', q{SELECT sessioncache.delete('sessions', 'vk')});
 $primary->wait_for_catchup($standby);
 
-# failover
+# two cluster members with a short lease join just before the failover
+my $lease_s = 2;
+my @members = map {
+	(split /\|/,
+		  $primary->safe_psql('postgres',
+			"SELECT * FROM sessioncache.join('auth', '$_', NULL, '$lease_s seconds')"))[0]
+} qw(m1 m2);
+my $heartbeats = join(', ', map { "sessioncache.heartbeat($_)" } @members);
+
+# Failover: the last heartbeats reach the standby, the primary stops, and
+# the standby is promoted only after the members' leases have run out.
+# Membership is durable and every member keeps its lease for one more lease
+# period after a failover: nobody is removed, the view does not change.
+is($primary->safe_psql('postgres', "SELECT $heartbeats"),
+	'2|2', 'primary: members heartbeat in view 2');
+my $last_heartbeat = time;
+$primary->wait_for_catchup($standby);
+is( $standby->safe_psql(
+		'postgres', q{
+SELECT string_agg(node, ',' ORDER BY node), min(view_id), max(view_id)
+FROM sessioncache.members WHERE cluster = 'auth'}),
+	'm1,m2|2|2',
+	'standby: the members are replicated');
 $primary->stop;
+usleep(1_000_000 * ($last_heartbeat + $lease_s + 0.5 - time))
+  if time < $last_heartbeat + $lease_s + 0.5;
 $standby->promote;
 ok( $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
 	'standby promoted');
@@ -161,6 +186,15 @@ SELECT count(*) = 3 FROM sessioncache.workers
 WHERE name IN ('expiry', 'writeback', 'notify') AND pid IS NOT NULL}),
 	'promoted: the workers run');
 
+is( $standby->safe_psql(
+		'postgres', q{
+SELECT string_agg(node, ',' ORDER BY node), min(view_id), max(view_id),
+       bool_and(lease_expires_at > clock_timestamp())
+FROM sessioncache.members WHERE cluster = 'auth'}),
+	'm1,m2|2|2|t',
+	'promoted: members whose lease ran out during the failover are still there');
+is($standby->safe_psql('postgres', "SELECT $heartbeats"),
+	'2|2', 'promoted: their heartbeats succeed, same view');
 is($standby->safe_psql('postgres', $all_match),
 	'2000|2000', 'promoted: every committed durable entry is readable');
 is( $standby->safe_psql(
