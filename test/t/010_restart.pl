@@ -71,6 +71,24 @@ SELECT CASE WHEN g % 2 = 0 THEN 'sessions' ELSE 'offline_sessions' END, 'k' || g
 FROM generate_series(1, 9900) g;
 });
 
+# Caches defined by the user: a durable one (its 200 entries join the
+# expected set), a memory-only one, and a durable one that is dropped (its
+# rows go with it).
+$node->safe_psql(
+	'postgres', q{
+SELECT sessioncache.define_cache('custom_durable', true, '1 hour', '1 day');
+SELECT sessioncache.define_cache('custom_mem', false, '1 hour', '1 day');
+SELECT sessioncache.define_cache('dropped', true, '1 hour', '1 day');
+SELECT count(sessioncache.put('custom_durable', 'cd' || g, jsonb_build_object('cd', g),
+                              'cduser' || (g % 7)))
+FROM generate_series(1, 200) g;
+SELECT count(sessioncache.put('dropped', 'k' || g, '{"dropped": true}', 'user1'))
+FROM generate_series(1, 100) g;
+SELECT sessioncache.drop_cache('dropped');
+INSERT INTO expect
+SELECT 'custom_durable', 'cd' || g, jsonb_build_object('cd', g) FROM generate_series(1, 200) g;
+});
+
 # The snapshot: everything entry_info and get say about each expected key.
 $node->safe_psql(
 	'postgres', q{
@@ -87,8 +105,8 @@ is( $node->safe_psql(
 SELECT count(*), count(*) FILTER (WHERE s.value = e.value AND s.version IS NOT NULL
                                   AND s.durable AND s.user_id IS NOT NULL)
 FROM snap s JOIN expect e USING (cache, key)}),
-	'9900|9900',
-	'snapshot holds the 9,900 committed entries with their values');
+	'10100|10100',
+	'snapshot holds the 10,100 committed entries with their values');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FILTER (WHERE sessioncache.get(CASE WHEN g % 2 = 0 THEN 'sessions'
@@ -114,6 +132,8 @@ sub before_stop
 		'postgres', q{
 SELECT count(sessioncache.put('auth_sessions', 'a' || g, jsonb_build_object('a', g)))
 FROM generate_series(1, 100) g;
+SELECT count(sessioncache.put('custom_mem', 'm' || g, jsonb_build_object('m', g)))
+FROM generate_series(1, 50) g;
 BEGIN;
 SELECT count(sessioncache.put('sessions', 'rb' || g, '{"rolled_back": true}', 'rbuser'))
 FROM generate_series(1, 500) g;
@@ -153,7 +173,7 @@ WHERE i.version IS DISTINCT FROM s.version
    OR i.durable IS DISTINCT FROM s.durable
    OR sessioncache.get(s.cache, s.key) IS DISTINCT FROM s.value}),
 		'0',
-		"$what: all 9,900 entries have their value, version, created_at, last_access, user");
+		"$what: all 10,100 entries have their value, version, created_at, last_access, user");
 
 	# per user: user_entries returns exactly the user's snapshot entries
 	is( $node->safe_psql(
@@ -193,6 +213,22 @@ SELECT count(sessioncache.get('auth_sessions', 'a' || g)) FROM generate_series(1
 		),
 		'0',
 		"$what: memory-only cache auth_sessions is empty");
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT count(sessioncache.get('custom_mem', 'm' || g)) FROM generate_series(1, 50) g}
+		),
+		'0',
+		"$what: user-defined memory-only cache is defined and empty");
+	is( $node->safe_psql(
+			'postgres', q{
+SELECT string_agg(name || ':' || durable || ':' || idle_timeout, ',' ORDER BY name)
+FROM sessioncache.caches}),
+		'auth_sessions:false:00:30:00,custom_durable:true:01:00:00,custom_mem:false:01:00:00,'
+		  . 'login_failures:true:12:00:00,offline_sessions:true:30 days,sessions:true:00:30:00',
+		"$what: the cache definitions survive, the dropped cache stays dropped");
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"\\set VERBOSITY verbose\nSELECT sessioncache.get('dropped', 'k1')");
+	like($err, qr/ERROR:  42704:/, "$what: the dropped cache does not exist");
 
 	# a new write gets a version above every version written before the stop
 	is( $node->safe_psql(
@@ -227,6 +263,15 @@ check_after_start('immediate stop');
 
 ok( !$node->log_contains(qr/ERROR:.*sessioncache|sessioncache.*inconsistent/, $log_offset),
 	'no sessioncache error in the log across the restarts');
+
+# a cache defined again under a dropped cache's name starts empty
+is( $node->safe_psql(
+		'postgres', q{
+SELECT sessioncache.define_cache('dropped', true, '1 hour', '1 day');
+SELECT count(sessioncache.get('dropped', 'k' || g)) FROM generate_series(1, 100) g;
+SELECT count(*) FROM sessioncache.user_entries('dropped', 'user1');}),
+	"\n0\n0",
+	'a cache defined again under a dropped name has none of the old entries');
 
 # 3. last_access across an immediate stop.
 #
