@@ -129,6 +129,48 @@ WHERE i.user_id = e.user_id AND i.durable}),
 	'prewarm on: entries keep their users');
 is($node->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 	't', 'prewarm on: check_memory()');
+
+# 1c. writes racing the prewarm worker: right after a start, another session
+# replaces every entry and deletes a tenth of them, in small transactions,
+# while prewarm loads.  Prewarm must never install a value older than one
+# committed, nor bring back a deleted entry.
+$node->restart;
+my $writer = $node->background_psql('postgres');
+$writer->query_safe(
+	join("\n",
+		map {
+			"SELECT count(sessioncache.put(cache, key, value || '{\"v\": 2}', user_id))"
+			  . " FROM expect WHERE substr(key, 2)::int % 40 = $_;"
+			  . " SELECT count(sessioncache.delete(cache, key))"
+			  . " FROM expect WHERE substr(key, 2)::int % 40 = $_"
+			  . " AND substr(key, 2)::int % 400 < 40;"
+		} (0 .. 39)));
+$writer->quit;
+wait_for_prewarm($node, 'writes during prewarm');
+$node->safe_psql(
+	'postgres', q{
+UPDATE expect SET value = value || '{"v": 2}';
+DELETE FROM expect WHERE substr(key, 2)::int % 400 < 40;
+});
+is( $node->safe_psql(
+		'postgres', q{
+SELECT (SELECT count(*) FROM expect),
+       (SELECT count(*) FROM sessioncache.entries e JOIN expect x USING (cache, key)),
+       (SELECT count(*) FROM sessioncache.entries WHERE cache IN ('sessions', 'offline_sessions'))}),
+	'18000|18000|18000',
+	'writes during prewarm: memory holds exactly the 18,000 live entries');
+is($node->safe_psql('postgres', $gets_right),
+	'18000', 'writes during prewarm: every entry reads its last committed value');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT count(sessioncache.get(CASE WHEN g % 2 = 0 THEN 'sessions' ELSE 'offline_sessions' END,
+                              'k' || g))
+FROM generate_series(1, 20000) g WHERE g % 400 < 40}),
+	'0',
+	'writes during prewarm: no deleted entry came back');
+is($node->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
+	't', 'writes during prewarm: check_memory()');
+
 $node->stop;
 unlike(slurp_file($node->logfile), $crash_re, 'prewarm: no process crashed');
 
