@@ -27,6 +27,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "sessioncache.h"
@@ -58,8 +59,11 @@ durable_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 
 /*
  * Read the row of a key.  False when there is none or it has expired.  The
- * statement takes a fresh snapshot, so a row committed before the call is
- * seen.
+ * row is read with the latest snapshot, whatever the caller's isolation
+ * level: shared memory always holds the latest committed state, and a read
+ * must not depend on whether it hit memory or the table (a transaction
+ * snapshot in REPEATABLE READ could otherwise return, and fill, a value
+ * older than one already committed).
  */
 bool
 SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
@@ -74,13 +78,14 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	SCSpiBegin(&spi);
-	ret = SPI_execute_plan(durable_plan(&plan_read,
+	ret = SPI_execute_snapshot(durable_plan(&plan_read,
 										"SELECT user_id, value, created_at, last_access,"
 										" coalesce(idle_us, 0), coalesce(max_us, 0), version"
 										" FROM sessioncache.durable_entries"
 										" WHERE cache_id = $1 AND key = $2",
 										2, types),
-						   values, NULL, false, 1);
+							   values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, false, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
@@ -251,11 +256,12 @@ SCDurableUserKeys(const SCCacheDef *def, const char *user, int userlen)
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(user, userlen));
 	SCSpiBegin(&spi);
-	ret = SPI_execute_plan(durable_plan(&plan_user_keys,
-										"SELECT key FROM sessioncache.durable_entries"
-										" WHERE cache_id = $1 AND user_id = $2",
-										2, types),
-						   values, NULL, false, 0);
+	ret = SPI_execute_snapshot(durable_plan(&plan_user_keys,
+											"SELECT key FROM sessioncache.durable_entries"
+											" WHERE cache_id = $1 AND user_id = $2",
+											2, types),
+							   values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, false, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));

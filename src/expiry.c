@@ -396,12 +396,10 @@ SCExpiryRun(void)
 	int			partno;
 	int64		batch;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SCWorkerBeginTransaction();
 	SCCachesEnsureLoaded();
 	SCCachesRefresh();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SCWorkerCommit();
 
 	now = GetCurrentTimestamp();
 	if (SCCachesTakeReslot())
@@ -415,11 +413,9 @@ SCExpiryRun(void)
 		int			nrows = 0;
 		int			i;
 
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		SCWorkerBeginTransaction();
 		batch = expiry_durable_batch(now, &rows, &nrows);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		SCWorkerCommit();
 		/* committed: count and announce them */
 		for (i = 0; i < nrows; i++)
 		{

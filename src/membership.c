@@ -137,8 +137,7 @@ SCMembershipReap(void)
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SCWorkerBeginTransaction();
 	epoch = SCLeaseEpoch();
 	values[0] = TimestampTzGetDatum(epoch);
 	SCSpiBegin(&spi);
@@ -157,18 +156,15 @@ SCMembershipReap(void)
 		MemoryContextSwitchTo(old);
 	}
 	SCSpiEnd(&spi);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SCWorkerCommit();
 
 	foreach(lc, clusters)
 	{
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		SCWorkerBeginTransaction();
 		SCSpiBegin(&spi);
 		(void) membership_reap_cluster((const char *) lfirst(lc), epoch, &removed);
 		SCSpiEnd(&spi);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		SCWorkerCommit();
 	}
 	return removed;
 }

@@ -217,6 +217,7 @@ SCNotifyDrain(void)
 
 	SCCachesRefresh();
 	initStringInfo(&inv);
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (overflowed)
 		Async_Notify("sessioncache_invalidate", "{\"op\": \"flush\"}");

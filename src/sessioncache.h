@@ -465,6 +465,8 @@ extern void SCWorkersShmemInit(void *ptr, bool found);
 extern void SCWorkersRegister(void);
 extern int	SCWorkersSnapshot(SCWorkerInfo *out);
 extern void SCWorkerHoldDone(instr_time start);
+extern void SCWorkerBeginTransaction(void);
+extern void SCWorkerCommit(void);
 
 /* ---------- loading and helpers (sessioncache.c) ---------- */
 

@@ -183,12 +183,33 @@ worker_record(SCWorkerKind kind, int64 items, bool error, double duration_ms)
 	SpinLockRelease(&st->mutex);
 }
 
+/*
+ * Start a transaction in a worker, with a snapshot.  The statement start
+ * time is set first: a worker runs no client statements, and without it
+ * now() would stay at the moment the worker started.
+ */
+void
+SCWorkerBeginTransaction(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+void
+SCWorkerCommit(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 /* is the extension installed (the workers idle until it is)? */
 static bool
 worker_extension_ready(void)
 {
 	bool		ready;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	ready = OidIsValid(get_namespace_oid("sessioncache", true)) &&
 		OidIsValid(get_relname_relid("durable_entries",

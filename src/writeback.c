@@ -119,15 +119,13 @@ SCWritebackRun(void)
 	int			ret;
 	int64		written;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SCWorkerBeginTransaction();
 	SCCachesEnsureLoaded();
 	dirty = palloc(sizeof(DirtyEntry) * WRITEBACK_BATCH);
 	n = writeback_collect(dirty, WRITEBACK_BATCH);
 	if (n == 0)
 	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		SCWorkerCommit();
 		return 0;
 	}
 
@@ -162,8 +160,7 @@ SCWritebackRun(void)
 		elog(ERROR, "could not write back touches: %s", SPI_result_code_string(ret));
 	written = (int64) SPI_processed;
 	SCSpiEnd(&spi);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SCWorkerCommit();
 	return written;
 }
 
@@ -259,8 +256,7 @@ SCPrewarmRun(void)
 	bool		full = false;
 	TimestampTz start = GetCurrentTimestamp();
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	SCWorkerBeginTransaction();
 	SCCachesEnsureLoaded();
 	SCSpiBegin(&spi);
 	portal = SPI_cursor_open_with_args(NULL,
@@ -296,8 +292,7 @@ SCPrewarmRun(void)
 	}
 	SPI_cursor_close(portal);
 	SCSpiEnd(&spi);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	SCWorkerCommit();
 	ereport(LOG,
 			(errmsg("sessioncache prewarm loaded " INT64_FORMAT " entries in %ld ms%s",
 					installed,
