@@ -176,31 +176,31 @@ unlike(slurp_file($node->logfile), $crash_re, 'prewarm: no process crashed');
 
 ### 2. more durable entries than sessioncache.memory holds
 
-# 30,000 entries of about 600 bytes: twice the 8MB budget
+# 15,000 entries of about 1.2kB: twice the 8MB budget
 my $small = new_node('small', "sessioncache.memory = '8MB'\n");
 $small->safe_psql(
 	'postgres', q{
 CREATE TABLE expect AS
 SELECT CASE WHEN g % 2 = 0 THEN 'sessions' ELSE 'offline_sessions' END AS cache,
-       'k' || g AS key, jsonb_build_object('n', g, 'pad', repeat(md5(g::text), 15)) AS value,
+       'k' || g AS key, jsonb_build_object('n', g, 'pad', repeat(md5(g::text), 35)) AS value,
        'user' || (g % 50) AS user_id, g
-FROM generate_series(1, 30000) g;
+FROM generate_series(1, 15000) g;
 });
-# in 30 transactions, oldest first (last_access orders the prewarm)
+# in 15 transactions, oldest first (last_access orders the prewarm)
 $small->safe_psql('postgres',
 	join("\n",
 		map {
 			"SELECT count(sessioncache.put(cache, key, value, user_id)) FROM expect"
 			  . " WHERE g > $_ * 1000 AND g <= ($_ + 1) * 1000;"
-		} (0 .. 29)));
+		} (0 .. 14)));
 is( $small->safe_psql(
 		'postgres', q{
-SELECT (SELECT entries < 30000 FROM sessioncache.memory),
+SELECT (SELECT entries < 15000 FROM sessioncache.memory),
        (SELECT sum(evicted) > 0 FROM sessioncache.cache_stats)}),
 	't|t',
 	'small memory: the entries do not all fit, durable ones were evicted');
 is($small->safe_psql('postgres', $gets_right),
-	'30000', 'small memory: every entry reads back before the restart');
+	'15000', 'small memory: every entry reads back before the restart');
 
 my $log_offset = -s $small->logfile;
 $small->restart;
@@ -211,7 +211,7 @@ ok( $small->log_contains(
 	'small memory: prewarm says it stopped at the memory budget');
 is( $small->safe_psql(
 		'postgres', q{
-SELECT m.entries > 0 AND m.entries < 30000, m.used_bytes <= m.total_bytes,
+SELECT m.entries > 0 AND m.entries < 15000, m.used_bytes <= m.total_bytes,
        (SELECT sum(evicted) FROM sessioncache.cache_stats),
        (SELECT sum(fills) FROM sessioncache.cache_stats) = m.entries
 FROM sessioncache.memory m}),
@@ -222,7 +222,7 @@ FROM sessioncache.memory m}),
 is( $small->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM sessioncache.entries e JOIN expect x USING (cache, key)
-WHERE x.g > 29000}),
+WHERE x.g > 14000}),
 	'1000',
 	'small memory: the 1,000 most recently used entries were loaded');
 is($small->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
@@ -230,12 +230,12 @@ is($small->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 
 # every entry is still readable (lazy fills evicting older ones)
 is($small->safe_psql('postgres', $gets_right),
-	'30000', 'small memory: every entry reads back after the restart');
+	'15000', 'small memory: every entry reads back after the restart');
 is( $small->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM expect e, LATERAL sessioncache.entry_info(e.cache, e.key) i
 WHERE i.user_id = e.user_id}),
-	'30000',
+	'15000',
 	'small memory: entry_info finds every entry');
 is( $small->safe_psql(
 		'postgres', q{
