@@ -177,4 +177,34 @@ unlike(
 	slurp_file($node->logfile),
 	qr/was terminated by signal|terminated by exception|exited with exit code [^01]|PANIC|TRAP:/,
 	'no process crashed');
+
+# A membership change as the very first use of a new installation: the view
+# change is announced by the notify worker before any cache function ran.
+# (With this node's long expiry_interval the expiry worker does not load the
+# cache definitions first, so this is deterministic.)
+my $fresh = PostgreSQL::Test::Cluster->new('fresh');
+$fresh->init;
+$fresh->append_conf('postgresql.conf',
+	    "shared_preload_libraries = 'sessioncache'\n"
+	  . "sessioncache.database = 'postgres'\n"
+	  . "sessioncache.expiry_interval = '1h'\n"
+	  . "restart_after_crash = on\n");
+$fresh->start;
+$fresh->safe_psql('postgres', 'CREATE EXTENSION sessioncache');
+($ret, $out, $err) = $fresh->psql('postgres',
+	"SELECT view_id FROM sessioncache.join('auth', 'first', NULL, '1 hour')");
+is($out, '1', 'first use: join succeeds');
+ok( $fresh->poll_query_until(
+		'postgres',
+		'SELECT queued = 0 FROM sessioncache.notify_stats'),
+	'first use: the view change has been sent');
+is( $fresh->safe_psql(
+		'postgres', q{SELECT string_agg(node, ',') FROM sessioncache.members}),
+	'first',
+	'first use: the member is there');
+$fresh->stop;
+unlike(
+	slurp_file($fresh->logfile),
+	qr/was terminated by signal|terminated by exception|exited with exit code [^01]|PANIC|TRAP:/,
+	'first use: no process crashed');
 done_testing();
