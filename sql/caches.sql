@@ -60,6 +60,20 @@ FROM sessioncache.caches WHERE name = 't_caches.a';
 SELECT expires_at = 'infinity' AS never_expires
 FROM sessioncache.entry_info('t_caches.a', 'k1');
 
+-- long timeouts: a max_lifespan of '1 year' is a year (365 or 366 days),
+-- whether the cache's or the entry's own
+SELECT sessioncache.define_cache('t_caches.y', false, NULL, '1 year');
+SELECT max_lifespan = interval '1 year' AS one_year FROM sessioncache.caches WHERE name = 't_caches.y';
+SELECT sessioncache.put('t_caches.y', 'cache-year', '{}') > 0 AS put,
+       sessioncache.put('t_caches.y', 'entry-year', '{}', NULL, NULL, '1 year') > 0 AS put2,
+       sessioncache.put('t_caches.a', 'entry-year', '{}', NULL, NULL, '1 year') > 0 AS put3;
+SELECT c, k, i.expires_at - i.created_at > interval '364 days' AS a_year_or_more
+FROM (VALUES ('t_caches.y', 'cache-year'), ('t_caches.y', 'entry-year'),
+             ('t_caches.a', 'entry-year')) v(c, k),
+     sessioncache.entry_info(c, k) i ORDER BY c, k;
+SELECT sessioncache.drop_cache('t_caches.y');
+SELECT sessioncache.delete('t_caches.a', 'entry-year');
+
 -- positional arguments, a non-durable cache
 SELECT sessioncache.define_cache('t_caches.m', false, '1 min', '2 min', 2, 'deny', false);
 SELECT name, durable, idle_timeout = interval '1 min' AS idle_1min,
