@@ -639,6 +639,7 @@ SCCachesXactEnd(bool commit)
 		{
 			PendingDef *pd = lfirst(lc);
 			CacheSlot  *slot;
+			bool		had_slot;
 			int			s;
 
 			if (pd->reset)
@@ -648,6 +649,7 @@ SCCachesXactEnd(bool commit)
 			}
 			LWLockAcquire(caches->lock, LW_EXCLUSIVE);
 			slot = caches_slot_by_id(pd->def.id);
+			had_slot = (slot != NULL);
 			if (pd->drop)
 			{
 				if (slot != NULL)
@@ -680,6 +682,9 @@ SCCachesXactEnd(bool commit)
 			/* the slot is gone: now remove what the cache had in memory */
 			if (pd->drop)
 				SCTableRemoveCache(pd->def.id);
+			/* near caches hold copies made under the old definition */
+			if (had_slot)
+				SCNotifyFlushCache(pd->def.name);
 		}
 	}
 	pending_defs = NIL;			/* the memory goes with the transaction */

@@ -14,7 +14,8 @@
  *
  * When the ring is full, messages are dropped and the worker sends one
  * {"op": "flush"} instead, telling listeners to drop everything: a lost
- * message is never silent.
+ * message is never silent.  A dropped or redefined cache gets
+ * {"cache": name, "op": "flush"}: drop everything of that cache.
  *
  * Locking: the ring is protected by its own LWLock (the tranche's last),
  * which is taken after a partition lock and never before one.
@@ -132,6 +133,18 @@ SCNotifyOverflow(void)
 	queued_since_wake = true;
 }
 
+/*
+ * A cache was dropped or redefined (its timeouts or notify setting may have
+ * changed): listeners must drop all they hold of it.
+ */
+void
+SCNotifyFlushCache(const char *name)
+{
+	if (queue == NULL)
+		return;
+	notify_append(0, SC_NOTIFY_FLUSH_CACHE, name, strlen(name), 0);
+}
+
 /* Queue a membership view change (sent on sessioncache_membership). */
 void
 SCNotifyMembership(const char *cluster, int64 view_id)
@@ -194,6 +207,7 @@ SCNotifyDrain(void)
 	uint64		head,
 				tail;
 	bool		overflowed;
+	uint64		dropped;
 	int			n,
 				i;
 	StringInfoData inv;
@@ -204,6 +218,7 @@ SCNotifyDrain(void)
 	head = queue->head;
 	tail = queue->tail;
 	overflowed = queue->overflowed;
+	dropped = queue->dropped;
 	LWLockRelease(queue->lock);
 	if (head == tail && !overflowed)
 		return 0;
@@ -215,10 +230,9 @@ SCNotifyDrain(void)
 		batch[i] = queue->ring[(head + i) % NOTIFY_QUEUE_SIZE];
 	LWLockRelease(queue->lock);
 
-	SCCachesRefresh();
 	initStringInfo(&inv);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	SCWorkerBeginTransaction();
+	SCCachesRefresh();
 	if (overflowed)
 		Async_Notify("sessioncache_invalidate", "{\"op\": \"flush\"}");
 	for (i = 0; i < n; i++)
@@ -234,6 +248,15 @@ SCNotifyDrain(void)
 			escape_json(&one, key);
 			appendStringInfo(&one, ", \"view_id\": " INT64_FORMAT "}", m->version);
 			Async_Notify("sessioncache_membership", one.data);
+			continue;
+		}
+		if (m->op == SC_NOTIFY_FLUSH_CACHE)
+		{
+			/* the cache was dropped or redefined: drop all of it */
+			appendStringInfoString(&one, "{\"cache\": ");
+			escape_json(&one, key);
+			appendStringInfoString(&one, ", \"op\": \"flush\"}");
+			Async_Notify("sessioncache_invalidate", one.data);
 			continue;
 		}
 		if (!SCCacheDefById(m->cache_id, &def))
@@ -257,14 +280,18 @@ SCNotifyDrain(void)
 		SCStatAdd(m->cache_id, SC_STAT_NOTIFICATIONS, 1);
 	}
 	notify_send(&inv, inv_count);
-	CommitTransactionCommand();
+	SCWorkerCommit();
 
-	/* only now are they delivered: release their slots */
+	/*
+	 * Only now are they delivered: release their slots.  A message dropped
+	 * since this round began still needs a flush of its own.
+	 */
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->head = head + n;
 	if (overflowed)
 	{
-		queue->overflowed = false;
+		if (queue->dropped == dropped)
+			queue->overflowed = false;
 		queue->flushes++;
 	}
 	LWLockRelease(queue->lock);

@@ -420,7 +420,8 @@ typedef enum SCNotifyOp
 	SC_NOTIFY_DELETE,
 	SC_NOTIFY_EXPIRE,
 	SC_NOTIFY_EVICT,
-	SC_NOTIFY_VIEW				/* a membership view change */
+	SC_NOTIFY_VIEW,				/* a membership view change */
+	SC_NOTIFY_FLUSH_CACHE		/* a cache was dropped or redefined */
 } SCNotifyOp;
 
 extern Size SCNotifyShmemSize(void);
@@ -428,6 +429,7 @@ extern void SCNotifyShmemInit(void *ptr, bool found);
 extern void SCNotifyQueue(int32 cache_id, const char *key, int keylen,
 						  SCNotifyOp op, int64 version);
 extern void SCNotifyOverflow(void);
+extern void SCNotifyFlushCache(const char *name);
 extern void SCNotifyMembership(const char *cluster, int64 view_id);
 extern void SCAfterApply(void);
 extern void SCNotifySetWorkerLatch(Latch *latch);
