@@ -33,7 +33,7 @@ chmod 755 "$top" || true
 
 if [ $walkthrough -eq 0 ] && [ -f scripts/scenario.py ]; then
     # the scenario starts, crashes, restarts and fails over its own servers
-    exec runuser -u postgres -- python3 scripts/scenario.py --dir "$run" "${args[@]}"
+    exec runuser -u postgres -- /usr/bin/python3 scripts/scenario.py --dir "$run" "${args[@]}"
 fi
 
 bin=$(pg_config --bindir)
