@@ -52,7 +52,7 @@ SELECT runs >= 1 AND pid IS NULL FROM sessioncache.workers WHERE name = 'prewarm
 my $gets_right = q{
 SELECT count(*) FILTER (WHERE sessioncache.get(e.cache, e.key) = e.value) FROM expect e};
 
-### 1. a cache that fits in memory: 20,000 entries
+### 1. a cache that fits in memory: 10,000 entries
 
 my $node = new_node('prewarm', '');
 $node->safe_psql(
@@ -61,10 +61,10 @@ CREATE TABLE expect AS
 SELECT CASE WHEN g % 2 = 0 THEN 'sessions' ELSE 'offline_sessions' END AS cache,
        'k' || g AS key, jsonb_build_object('n', g, 'pad', repeat('p', 50)) AS value,
        'user' || (g % 50) AS user_id
-FROM generate_series(1, 20000) g;
+FROM generate_series(1, 10000) g;
 SELECT count(sessioncache.put(cache, key, value, user_id)) FROM expect;
 });
-is($node->safe_psql('postgres', $gets_right), '20000', '20,000 entries written');
+is($node->safe_psql('postgres', $gets_right), '10000', '10,000 entries written');
 
 # 1a. prewarm off: only what is read is loaded, and reads work at once
 $node->append_conf('postgresql.conf', "sessioncache.prewarm = off\n");
@@ -108,24 +108,24 @@ SELECT (SELECT entries FROM sessioncache.memory),
        (SELECT sum(fills) FROM sessioncache.cache_stats
         WHERE cache IN ('sessions', 'offline_sessions')),
        (SELECT count(*) FROM sessioncache.entries e JOIN expect x USING (cache, key))}),
-	'20000|20000|20000|20000',
+	'10000|10000|10000|10000',
 	'prewarm on: every durable entry is in memory, each filled once');
 
 # now every read is a hit: served from memory, not from the table
 $node->safe_psql('postgres', 'SELECT sessioncache.reset_stats()');
 is($node->safe_psql('postgres', $gets_right),
-	'20000', 'prewarm on: every entry reads back');
+	'10000', 'prewarm on: every entry reads back');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT sum(hits), sum(misses), sum(fills) FROM sessioncache.cache_stats
 WHERE cache IN ('sessions', 'offline_sessions')}),
-	'20000|0|0',
-	'prewarm on: all 20,000 reads were hits');
+	'10000|0|0',
+	'prewarm on: all 10,000 reads were hits');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM expect e, LATERAL sessioncache.entry_info(e.cache, e.key) i
 WHERE i.user_id = e.user_id AND i.durable}),
-	'20000',
+	'10000',
 	'prewarm on: entries keep their users');
 is($node->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
 	't', 'prewarm on: check_memory()');
@@ -140,32 +140,32 @@ $writer->query_safe(
 	join("\n",
 		map {
 			"SELECT count(sessioncache.put(cache, key, value || '{\"v\": 2}', user_id))"
-			  . " FROM expect WHERE substr(key, 2)::int % 40 = $_;"
+			  . " FROM expect WHERE substr(key, 2)::int % 20 = $_;"
 			  . " SELECT count(sessioncache.delete(cache, key))"
-			  . " FROM expect WHERE substr(key, 2)::int % 40 = $_"
-			  . " AND substr(key, 2)::int % 400 < 40;"
-		} (0 .. 39)));
+			  . " FROM expect WHERE substr(key, 2)::int % 20 = $_"
+			  . " AND substr(key, 2)::int % 200 < 20;"
+		} (0 .. 19)));
 $writer->quit;
 wait_for_prewarm($node, 'writes during prewarm');
 $node->safe_psql(
 	'postgres', q{
 UPDATE expect SET value = value || '{"v": 2}';
-DELETE FROM expect WHERE substr(key, 2)::int % 400 < 40;
+DELETE FROM expect WHERE substr(key, 2)::int % 200 < 20;
 });
 is( $node->safe_psql(
 		'postgres', q{
 SELECT (SELECT count(*) FROM expect),
        (SELECT count(*) FROM sessioncache.entries e JOIN expect x USING (cache, key)),
        (SELECT count(*) FROM sessioncache.entries WHERE cache IN ('sessions', 'offline_sessions'))}),
-	'18000|18000|18000',
-	'writes during prewarm: memory holds exactly the 18,000 live entries');
+	'9000|9000|9000',
+	'writes during prewarm: memory holds exactly the 9,000 live entries');
 is($node->safe_psql('postgres', $gets_right),
-	'18000', 'writes during prewarm: every entry reads its last committed value');
+	'9000', 'writes during prewarm: every entry reads its last committed value');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(sessioncache.get(CASE WHEN g % 2 = 0 THEN 'sessions' ELSE 'offline_sessions' END,
                               'k' || g))
-FROM generate_series(1, 20000) g WHERE g % 400 < 40}),
+FROM generate_series(1, 10000) g WHERE g % 200 < 20}),
 	'0',
 	'writes during prewarm: no deleted entry came back');
 is($node->safe_psql('postgres', 'SELECT sessioncache.check_memory()'),
