@@ -72,11 +72,14 @@ typedef struct PendingView
 static List *pending_views = NIL;
 
 /*
- * Key locks a transaction may hold in one cache before it escalates to a
- * lock on the whole cache: a bulk load or a big delete_user must not fill
- * the shared lock table.
+ * Past SC_KEY_LOCKS_SOFT key locks in one cache, a transaction tries (every
+ * SC_KEY_LOCKS_SOFT keys, without waiting) to take the whole cache instead;
+ * past SC_KEY_LOCKS_HARD it waits for it.  A big delete_user therefore does
+ * not stall the cache's writers behind one idle transaction, and a bulk load
+ * of a million keys does not fill the shared lock table.
  */
-#define SC_KEY_LOCKS_MAX	64
+#define SC_KEY_LOCKS_SOFT	64
+#define SC_KEY_LOCKS_HARD	4096
 
 /* per cache, this transaction's key locks */
 typedef struct CacheLocks
@@ -101,9 +104,9 @@ xact_lock(uint32 f1, uint32 f2, uint32 f3, uint16 kind, LOCKMODE mode)
 /*
  * Take the lock that covers writes of one key (or one user's new keys) of
  * a cache.  Every writer holds the cache's lock in RowExclusiveLock (taking
- * it again is a local increment); after SC_KEY_LOCKS_MAX key locks the
- * transaction takes it in ExclusiveLock instead, which waits for the other
- * writers of the cache and keeps new ones out until it ends.
+ * it again is a local increment); a transaction with many key locks takes
+ * it in ExclusiveLock instead (see SC_KEY_LOCKS_SOFT), which keeps the
+ * cache's other writers out until it ends.
  */
 static void
 xact_lock_in_cache(int32 cache_id, SCHash hash, uint16 kind)
@@ -133,12 +136,22 @@ xact_lock_in_cache(int32 cache_id, SCHash hash, uint16 kind)
 	}
 	if (cl->escalated)
 		return;
-	if (++cl->nkeys > SC_KEY_LOCKS_MAX)
+	if (++cl->nkeys > SC_KEY_LOCKS_SOFT)
 	{
-		xact_lock(MyDatabaseId, 0, (uint32) cache_id, SC_LOCK_CACHE, ExclusiveLock);
-		cl->escalated = true;
-		cl->escalated_subid = GetCurrentSubTransactionId();
-		return;
+		LOCKTAG		tag;
+		bool		got = false;
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) cache_id, SC_LOCK_CACHE);
+		if (cl->nkeys > SC_KEY_LOCKS_HARD)
+			got = (LockAcquire(&tag, ExclusiveLock, false, false) != LOCKACQUIRE_NOT_AVAIL);
+		else if (cl->nkeys % SC_KEY_LOCKS_SOFT == 1)
+			got = (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL);
+		if (got)
+		{
+			cl->escalated = true;
+			cl->escalated_subid = GetCurrentSubTransactionId();
+			return;
+		}
 	}
 	xact_lock((uint32) (hash.h >> 32), (uint32) hash.h, (uint32) cache_id,
 			  kind, ExclusiveLock);
