@@ -39,10 +39,26 @@ static bool engine_fill(const SCCacheDef *def, SCHash hash, const char *key,
 						int keylen, bool want_value, SCKeyState *st,
 						uint64 write_gen);
 
+/*
+ * The next version: a hybrid logical clock, never below the current time in
+ * microseconds, so versions keep rising across restarts and failovers even
+ * for keys whose rows are gone (a promoted standby's counter started at its
+ * own start).
+ */
 int64
 SCNextVersion(void)
 {
-	return (int64) pg_atomic_fetch_add_u64(&sc_shared->next_version, 1);
+	uint64		now = (uint64) GetCurrentTimestamp();
+	uint64		cur = pg_atomic_read_u64(&sc_shared->next_version);
+
+	for (;;)
+	{
+		uint64		next = Max(cur, now);
+
+		if (pg_atomic_compare_exchange_u64(&sc_shared->next_version, &cur,
+										   next + 1))
+			return (int64) next;
+	}
 }
 
 /* Make sure versions handed out from now on exceed one seen in the table. */

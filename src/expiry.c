@@ -291,7 +291,11 @@ wheel_reslot_all(TimestampTz now)
 	}
 }
 
-/* is the shared copy of this key live (present and not expired)? */
+/*
+ * Is the shared copy of this key live (present and not expired)?  When it
+ * is, its row only looks expired because a touch has not been written back
+ * yet: mark it for the writeback worker so the row catches up.
+ */
 static bool
 expiry_copy_is_live(int32 cache_id, const char *key, int keylen,
 					TimestampTz now)
@@ -304,17 +308,26 @@ expiry_copy_is_live(int32 cache_id, const char *key, int keylen,
 
 	if (!SCCacheDefById(cache_id, &def))
 		return false;
-	LWLockAcquire(part->lock, LW_SHARED);
+	LWLockAcquire(part->lock, LW_EXCLUSIVE);
 	off = SCTableLookup(hash.partno, (uint32) hash.h, cache_id, key, keylen);
 	if (off != 0)
-		live = SCExpiresAt(&def, SCEntryAt(SCRegion(hash.partno), off)) > now;
+	{
+		SCEntry    *e = SCEntryAt(SCRegion(hash.partno), off);
+
+		live = SCExpiresAt(&def, e) > now;
+		if (live)
+			e->flags |= SC_ENTRY_DIRTY;
+	}
 	LWLockRelease(part->lock);
 	return live;
 }
 
 /*
- * Delete one batch of expired rows of durable caches.  Returns rows
- * deleted.
+ * Delete one batch of expired rows of durable caches: read candidates by
+ * the expires_at index, keep those whose shared copy is not live, delete
+ * them while re-checking expiry (a row touched meanwhile stays), skipping
+ * rows a writer holds.  Only the rows deleted are returned for counting and
+ * announcing.  Returns the number of candidates looked at.
  */
 static int64
 expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
@@ -326,27 +339,25 @@ expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
 	Datum	   *tids;
 	int			ntids = 0;
 	Expired    *gone;
-	int64		deleted;
 	Oid			types[1] = {TIDARRAYOID};
 	Datum		values[1];
 
+	*ngone = 0;
 	SCSpiBegin(&spi);
-	ret = SPI_execute("SELECT ctid, cache_id, key, version FROM sessioncache.durable_entries"
+	ret = SPI_execute("SELECT ctid, cache_id, key FROM sessioncache.durable_entries"
 					  " WHERE expires_at <= now() ORDER BY expires_at"
-					  " LIMIT " CppAsString2(DURABLE_BATCH) " FOR UPDATE SKIP LOCKED",
-					  false, 0);
+					  " LIMIT " CppAsString2(DURABLE_BATCH),
+					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not scan sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
 	n = SPI_processed;
-	*ngone = 0;
 	if (n == 0)
 	{
 		SCSpiEnd(&spi);
 		return 0;
 	}
 	tids = palloc(sizeof(Datum) * n);
-	gone = palloc(sizeof(Expired) * n);
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -354,32 +365,41 @@ expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
 		bool		isnull;
 		int32		cache_id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		text	   *key = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
-		int			keylen = VARSIZE_ANY_EXHDR(key);
 
-		/* a touch not yet written back keeps the row */
-		if (expiry_copy_is_live(cache_id, VARDATA_ANY(key), keylen, now))
+		if (expiry_copy_is_live(cache_id, VARDATA_ANY(key),
+								VARSIZE_ANY_EXHDR(key), now))
 			continue;
-		tids[ntids] = datumCopy(SPI_getbinval(tup, desc, 1, &isnull), false, 6);
-		gone[ntids].cache_id = cache_id;
-		gone[ntids].keylen = (uint8) keylen;
-		memcpy(gone[ntids].key, VARDATA_ANY(key), keylen);
-		gone[ntids].version = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		ntids++;
+		tids[ntids++] = datumCopy(SPI_getbinval(tup, desc, 1, &isnull), false, 6);
 	}
-	deleted = 0;
 	if (ntids > 0)
 	{
 		values[0] = PointerGetDatum(construct_array(tids, ntids, TIDOID, 6, false, TYPALIGN_SHORT));
-		ret = SPI_execute_with_args("DELETE FROM sessioncache.durable_entries WHERE ctid = ANY($1)",
+		ret = SPI_execute_with_args("DELETE FROM sessioncache.durable_entries"
+									" WHERE ctid IN (SELECT ctid FROM sessioncache.durable_entries"
+									"                WHERE ctid = ANY($1) AND expires_at <= now()"
+									"                FOR UPDATE SKIP LOCKED)"
+									" RETURNING cache_id, key, version",
 									1, types, values, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
+		if (ret != SPI_OK_DELETE_RETURNING)
 			elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
-		deleted = (int64) SPI_processed;
+		gone = palloc(sizeof(Expired) * Max(SPI_processed, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			text	   *key = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+
+			gone[i].cache_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+			gone[i].keylen = (uint8) VARSIZE_ANY_EXHDR(key);
+			memcpy(gone[i].key, VARDATA_ANY(key), gone[i].keylen);
+			gone[i].version = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		*gone_out = gone;
+		*ngone = (int) SPI_processed;
 	}
 	SCSpiEnd(&spi);
-	*gone_out = gone;
-	*ngone = ntids;
-	return deleted;
+	return (int64) n;
 }
 
 /*
@@ -416,6 +436,9 @@ SCExpiryRun(void)
 		SCWorkerBeginTransaction();
 		batch = expiry_durable_batch(now, &rows, &nrows);
 		SCWorkerCommit();
+		/* a full batch of live copies: wait for their rows to catch up */
+		if (nrows == 0)
+			break;
 		/* committed: count and announce them */
 		for (i = 0; i < nrows; i++)
 		{
@@ -424,7 +447,7 @@ SCExpiryRun(void)
 						  SC_NOTIFY_EXPIRE, rows[i].version);
 		}
 		SCAfterApply();
-		removed += batch;
+		removed += nrows;
 	} while (batch >= DURABLE_BATCH);
 
 	removed += SCMembershipReap();

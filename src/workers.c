@@ -340,6 +340,21 @@ sc_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 	}
 
+	/* a clean shutdown writes back the last touches */
+	if (kind == SC_WORKER_WRITEBACK && ready)
+	{
+		PG_TRY();
+		{
+			(void) SCWritebackRun();
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+		}
+		PG_END_TRY();
+	}
 	if (kind == SC_WORKER_NOTIFY)
 		SCNotifySetWorkerLatch(NULL);
 	SpinLockAcquire(&workers->stats[kind].mutex);
