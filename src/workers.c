@@ -345,7 +345,10 @@ sc_worker_main(Datum arg)
 	{
 		PG_TRY();
 		{
-			(void) SCWritebackRun();
+			int			rounds = 0;
+
+			while (SCWritebackRun() > 0 && ++rounds < 1000)
+				;
 		}
 		PG_CATCH();
 		{
