@@ -260,6 +260,54 @@ SELECT sessioncache.patch('t_err.m', 'k', '[1, 2]');
 SELECT sessioncache.patch('t_err.m', 'k', '"scalar"');
 SELECT sessioncache.patch('t_err.m', 'k', 'null');
 SELECT sessioncache.get('t_err.m', 'k');
+------------------------------------------------------------------------
+-- messages follow PostgreSQL's style: lower-case primary message without
+-- a final period; detail and hint as full sentences
+------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.error_of(q text, OUT code text, OUT message text,
+                                 OUT detail text, OUT hint text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+EXCEPTION WHEN others THEN
+    GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+END
+$$;
+CREATE TEMP TABLE bad_calls(q text);
+INSERT INTO bad_calls VALUES
+    ($$SELECT sessioncache.get('t_err.none', 'k')$$),
+    ($$SELECT sessioncache.get('Bad', 'k')$$),
+    ($$SELECT sessioncache.get(repeat('a', 64), 'k')$$),
+    ($$SELECT sessioncache.get(NULL, 'k')$$),
+    ($$SELECT sessioncache.get('t_err.m', '')$$),
+    ($$SELECT sessioncache.get('t_err.m', NULL)$$),
+    ($$SELECT sessioncache.put('t_err.m', repeat('k', 256), '{}')$$),
+    ($$SELECT sessioncache.put('t_err.m', 'k', '{}', repeat('u', 256))$$),
+    ($$SELECT sessioncache.put('t_err.m', 'k', jsonb_build_object('s', repeat('x', 20000)))$$),
+    ($$SELECT sessioncache.put('t_err.d', 'k', jsonb_build_object('s', repeat('x', 20000)))$$),
+    ($$SELECT sessioncache.put('t_err.m', 'k', NULL)$$),
+    ($$SELECT sessioncache.put('t_err.m', 'k', '{}', NULL, '0')$$),
+    ($$SELECT sessioncache.put('t_err.m', 'k', '{}', NULL, '1000 years')$$),
+    ($$SELECT sessioncache.put('t_err.lim', 'c', '{}', 'u')$$),
+    ($$SELECT sessioncache.incr('t_err.m', 'edge', 'm')$$),
+    ($$SELECT sessioncache.incr('t_err.m', 'k', 'x')$$),
+    ($$SELECT sessioncache.incr('t_err.m', 'edge', 'o', 9223372036854775807)$$),
+    ($$SELECT sessioncache.incr('t_err.m', 'k', '')$$),
+    ($$SELECT sessioncache.define_cache('t_err.d', false)$$),
+    ($$SELECT sessioncache.define_cache('t_err.x', per_user_policy => 'lru')$$),
+    ($$SELECT sessioncache.define_cache('t_err.x', max_per_user => 0)$$),
+    ($$SELECT sessioncache.drop_cache('t_err.none')$$),
+    ($$UPDATE sessioncache.durable_entries SET value = value WHERE false$$);
+-- every call fails with a message
+SELECT count(*) AS calls, count(e.code) AS failed
+FROM bad_calls b, pg_temp.error_of(b.q) e;
+-- offenders, if any
+SELECT e.code, e.message, e.detail, e.hint
+FROM bad_calls b, pg_temp.error_of(b.q) e
+WHERE e.message !~ '^[a-z"]' OR e.message ~ '\.$' OR e.message ~ '\n'
+   OR nullif(e.detail, '') !~ '^[A-Z"].*\.$' OR nullif(e.hint, '') !~ '^[A-Z"].*\.$';
+
 -- the server is still up and shared memory is consistent
 SELECT sessioncache.check_memory();
 
