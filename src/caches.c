@@ -110,15 +110,18 @@ SCCachesShmemInit(void *ptr, bool found)
 }
 
 /*
- * Interval to microseconds, months counted as 30 days as PostgreSQL
- * compares intervals.  Errors for non-positive or absurdly long intervals.
+ * A timeout interval as a duration in microseconds, counted as
+ * extract(epoch from interval) does: a day is 24 hours, a month 30 days, a
+ * year 365.25 days.  Errors for non-positive or absurdly long intervals.
  */
 int64
 SCIntervalToUs(Interval *iv, const char *what)
 {
 	int128		us;
 
-	us = (int128) iv->month * 30 * USECS_PER_DAY +
+	us = (int128) (iv->month / MONTHS_PER_YEAR) *
+		(int128) (DAYS_PER_YEAR * USECS_PER_DAY) +
+		(int128) (iv->month % MONTHS_PER_YEAR) * DAYS_PER_MONTH * USECS_PER_DAY +
 		(int128) iv->day * USECS_PER_DAY + iv->time;
 	if (us <= 0)
 		ereport(ERROR,
@@ -130,15 +133,6 @@ SCIntervalToUs(Interval *iv, const char *what)
 				 errmsg("%s is too long", what),
 				 errdetail("The longest timeout is 100 years.")));
 	return (int64) us;
-}
-
-Interval *
-SCUsToInterval(int64 us)
-{
-	Interval   *iv = palloc0(sizeof(Interval));
-
-	iv->time = us;
-	return iv;
 }
 
 /* Load the slots from sessioncache.cache_defs.  Caller holds lock exclusive. */
@@ -440,12 +434,13 @@ caches_count_committed_and_staged(void)
 }
 
 /*
- * define_cache: insert or update the row, then stage the shared change for
+ * define_cache: insert or update the row (idle and max are the intervals as
+ * given, NULL for none), then stage the shared change for
  * commit.  The durability of an existing cache cannot change: its entries
  * would have to move between memory and the table.
  */
 void
-SCDefineCache(SCCacheDef *def, bool *created)
+SCDefineCache(SCCacheDef *def, Interval *idle, Interval *max, bool *created)
 {
 	Datum		values[8];
 	char		nulls[8] = "        ";
@@ -506,11 +501,12 @@ SCDefineCache(SCCacheDef *def, bool *created)
 	values[4] = Int32GetDatum(def->max_per_user);
 	if (def->max_per_user == 0)
 		nulls[4] = 'n';
-	values[5] = def->idle_us ? IntervalPGetDatum(SCUsToInterval(def->idle_us)) : (Datum) 0;
-	if (def->idle_us == 0)
+	/* the table keeps the intervals as given */
+	values[5] = idle ? IntervalPGetDatum(idle) : (Datum) 0;
+	if (idle == NULL)
 		nulls[5] = 'n';
-	values[6] = def->max_us ? IntervalPGetDatum(SCUsToInterval(def->max_us)) : (Datum) 0;
-	if (def->max_us == 0)
+	values[6] = max ? IntervalPGetDatum(max) : (Datum) 0;
+	if (max == NULL)
 		nulls[6] = 'n';
 	values[7] = Int32GetDatum(def->id);
 	ret = SPI_execute_with_args("INSERT INTO sessioncache.cache_defs AS d"

@@ -102,6 +102,7 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 		st->timeouts.max_us = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 		st->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 		st->resident = false;
+		st->filled = false;
 		st->expires_at = SCComputeExpiry(def, &st->timeouts, st->created_at,
 										 st->last_access);
 		if (st->expires_at > GetCurrentTimestamp())

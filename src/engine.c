@@ -124,6 +124,7 @@ keystate_from_entry(const SCCacheDef *def, SCEntry *e, bool want_value,
 		memcpy(st->value, SCEntryValue(e), e->value_len);
 	}
 	st->resident = true;
+	st->filled = false;
 }
 
 /*
@@ -229,6 +230,8 @@ engine_stage_entry(const SCCacheDef *def, SCHash hash,
 
 	nbytes = sizeof(SCEntry) + (has_timeouts ? sizeof(SCEntryTimeouts) : 0) +
 		VARSIZE(value) + keylen + (user ? userlen : 0);
+	if (nbytes > SCTableMaxEntrySize())
+		return 0;				/* only a fill gets here: see engine_stage_put */
 
 	SCCachesRefresh();			/* the sweep needs the definitions */
 	LWLockAcquire(part->lock, LW_EXCLUSIVE);
@@ -320,6 +323,7 @@ engine_fill(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
 	SCAdvanceVersion(st->version);
 	st->resident = (SCInstallEntry(def, hash, key, keylen, st, write_gen,
 								   true) > 0);
+	st->filled = true;
 	if (!want_value)
 		st->value = NULL;
 	return true;
@@ -338,6 +342,7 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 				 TimestampTz created_at, TimestampTz now)
 {
 	SCPendingOp *op;
+	Size		nbytes;
 
 	if (VARSIZE(value) > (Size) sc_max_value_size)
 		ereport(ERROR,
@@ -346,6 +351,17 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 						(Size) VARSIZE(value), def->name),
 				 errdetail("Values may be at most sessioncache.max_value_size (%d bytes).",
 						   sc_max_value_size)));
+
+	nbytes = sizeof(SCEntry) + sizeof(SCEntryTimeouts) + VARSIZE(value) +
+		keylen + (user ? userlen : 0);
+	if (nbytes > SCTableMaxEntrySize())
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("entry of %zu bytes is too large for sessioncache.memory", nbytes),
+				 errdetail("An entry may take at most a quarter of one of the %d partitions of sessioncache.memory: %zu bytes.",
+						   SC_NUM_PARTITIONS, SCTableMaxEntrySize()),
+				 errhint("Increase sessioncache.memory (currently %d kB) or store smaller values.",
+						 sc_memory_kb)));
 
 	op = SCPendingAdd(SC_OP_PUT, def, hash, key, keylen);
 	SCPendingSetUser(op, user, userlen);
@@ -414,7 +430,8 @@ SCGet(const SCCacheDef *def, const char *key, int keylen, bool touch)
 	bool		found = engine_read(def, hash, key, keylen, true, &cur);
 
 	/* a hit is a get served from shared memory */
-	SCStatAdd(def->id, found && cur.resident ? SC_STAT_HITS : SC_STAT_MISSES, 1);
+	SCStatAdd(def->id, found && cur.resident && !cur.filled ?
+			  SC_STAT_HITS : SC_STAT_MISSES, 1);
 	if (!found)
 		return NULL;
 	if (touch)

@@ -213,6 +213,7 @@ extern void SCTableLink(int partno, uint32 off, TimestampTz expires_at);
 extern void SCTableUnlink(int partno, uint32 off);
 extern void SCTableRemove(int partno, uint32 off);
 extern uint32 SCTableAllocEntry(int partno, Size nbytes);
+extern Size SCTableMaxEntrySize(void);
 extern uint32 SCTableBucket(int partno, uint32 b);
 extern uint32 SCTableUserChain(int partno, uint32 user_hash);
 extern bool SCEntryIsUsers(SCEntry *e, int32 cache_id, uint32 user_hash,
@@ -265,7 +266,8 @@ extern void SCStatAdd(int32 cache_id, SCStat stat, int64 delta);
 extern void SCCachesEnsureLoaded(void);
 extern void SCCachesRefresh(void);
 extern bool SCCachesTakeReslot(void);
-extern void SCDefineCache(SCCacheDef *def, bool *created);
+extern void SCDefineCache(SCCacheDef *def, Interval *idle, Interval *max,
+						  bool *created);
 extern void SCDropCache(const char *name);
 extern void SCCachesInstall(void);
 extern bool SCCachesHavePending(void);
@@ -276,7 +278,6 @@ extern int	SCCachesSnapshot(SCCacheDef *defs, uint64 (*stats)[SC_NUM_STATS],
 							 TimestampTz *stats_reset);
 extern void SCResetStats(void);
 extern int64 SCIntervalToUs(Interval *iv, const char *what);
-extern Interval *SCUsToInterval(int64 us);
 
 /* ---------- transactions (xact.c) ---------- */
 
@@ -335,7 +336,8 @@ typedef struct SCKeyState
 	char	   *user;			/* palloc'd, NULL when none */
 	int			userlen;
 	Jsonb	   *value;			/* palloc'd when asked for */
-	bool		resident;		/* served from shared memory */
+	bool		resident;		/* in shared memory now */
+	bool		filled;			/* read from the table by this call */
 } SCKeyState;
 
 /* an entry copied out of shared memory */

@@ -201,7 +201,8 @@ sc_define_cache(PG_FUNCTION_ARGS)
 		api_null_arg("notify");
 	def.notify = PG_GETARG_BOOL(6);
 
-	SCDefineCache(&def, &created);
+	SCDefineCache(&def, PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2),
+				  PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3), &created);
 	PG_RETURN_VOID();
 }
 

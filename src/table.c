@@ -94,6 +94,18 @@ SCTableRegionSize(void)
 	return TYPEALIGN_DOWN(64, SCMemoryBytes() / SC_NUM_PARTITIONS);
 }
 
+/*
+ * The largest entry: a quarter of a partition's heap, so that one entry
+ * never has to evict a whole partition and size classes always leave room.
+ */
+Size
+SCTableMaxEntrySize(void)
+{
+	SCArena    *arena = &sc_shared->partitions[0].arena;
+
+	return (arena->heap_end - arena->heap_start) / 4;
+}
+
 static uint32
 table_bucket_count(Size region)
 {
