@@ -125,12 +125,17 @@ SHOW sessioncache.memory;
 SET sessioncache.max_value_size = '1MB';
 SELECT sessioncache.define_cache('t_lim.full_m', false);
 SELECT sessioncache.define_cache('t_lim.full_d', true);
--- while memory is nearly empty, a value as large as max_value_size allows
--- fits, in a memory-only cache too
+-- while memory is nearly empty, a value of a quarter of a partition (here
+-- 32MB / 32 / 4 = 256kB) fits, in a memory-only cache too
 SELECT used_bytes < total_bytes / 4 AS mostly_free FROM sessioncache.memory;
-SELECT sessioncache.put('t_lim.full_m', 'largest', jsonb_build_object('s', repeat('x', 1000000))) > 0 AS put;
+SELECT sessioncache.put('t_lim.full_m', 'largest', jsonb_build_object('s', repeat('x', 200000))) > 0 AS put;
 SELECT length(sessioncache.get('t_lim.full_m', 'largest')->>'s') AS length;
 SELECT sessioncache.delete('t_lim.full_m', 'largest');
+-- a bigger one is refused whatever the free memory: 54000, naming the setting
+SELECT sessioncache.put('t_lim.full_m', 'huge', jsonb_build_object('s', repeat('x', 1000000)));
+\set VERBOSITY default
+SELECT sessioncache.put('t_lim.full_m', 'huge', jsonb_build_object('s', repeat('x', 1000000)));
+\set VERBOSITY sqlstate
 SELECT sessioncache.put('t_lim.full_m', 'marker', '{"small": true}') > 0 AS put;
 CREATE TEMP TABLE fill_result(puts int, sqlstate text, hint text, message text);
 DO $$
