@@ -1,0 +1,712 @@
+#!/usr/bin/env bash
+# Benchmarks of sessioncache: throughput and ratios against a baseline run in
+# the same invocation, never an assertion.  See bench/README.md.
+#
+#     sudo bench/run.sh [all|core|memory|durable|notify|expiry]...
+#
+# Runs as root; starts its own temporary server as user postgres (a fresh
+# initdb in a temporary directory, unix socket only, in that directory, on a
+# free port), creates the extension, runs the chosen sections, prints the
+# report on stdout (progress goes to stderr) and stops the server by its pid,
+# also when anything fails.
+#
+# Environment:
+#   BENCH_SECONDS   time of each pgbench case (default 10)
+#   BENCH_ROUNDS    the cases compared with each other run interleaved, each
+#                   for BENCH_SECONDS / BENCH_ROUNDS seconds per round, so that
+#                   a change in the machine's load hits them alike (default 5)
+#   BENCH_KEEP=1    keep the temporary directory (data, server log) at the end
+#
+# The exit status is 0 when every case ran, whatever the figures are: the
+# targets are printed beside the figures, never asserted.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+T=${BENCH_SECONDS:-10}
+case $T in '' | *[!0-9]* | 0) echo "BENCH_SECONDS must be a positive integer" >&2; exit 2 ;; esac
+ROUNDS=${BENCH_ROUNDS:-5}
+case $ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+[ "$ROUNDS" -gt "$T" ] && ROUNDS=$T
+
+all_sections="core memory durable notify expiry"
+sections=()
+for a in "${@:-all}"; do
+    case $a in
+        all) read -r -a sections <<<"$all_sections" ;;
+        core | memory | durable | notify | expiry) sections+=("$a") ;;
+        *) echo "usage: $0 [all|core|memory|durable|notify|expiry]..." >&2; exit 2 ;;
+    esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run as root: the server is started as user postgres" >&2
+    exit 2
+fi
+
+bindir=$(pg_config --bindir)
+for tool in initdb pg_ctl postgres; do
+    [ -x "$bindir/$tool" ] || { echo "missing $bindir/$tool" >&2; exit 2; }
+done
+for tool in psql pgbench; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
+done
+[ -f "$(pg_config --pkglibdir)/sessioncache.so" ] ||
+    { echo "sessioncache is not installed: cd /work/main && make && make install" >&2; exit 2; }
+
+# a python3 that has psycopg (for the LISTEN client), if any
+python=
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import psycopg' 2>/dev/null; then
+        python=$(command -v "$p")
+        break
+    fi
+done
+
+progress() { printf '# %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- server
+
+work=$(mktemp -d /tmp/sessioncache-bench.XXXXXX)
+chmod 755 "$work"
+chown postgres: "$work"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+server_pid=
+
+cleanup() {
+    local status=$?
+    local p
+    set +e
+    # our background jobs still running (listener, poller): by pid
+    for p in $(jobs -pr); do
+        kill "$p" 2>/dev/null
+    done
+    # a server whose start timed out has a pid file all the same
+    if [ -z "$server_pid" ] && [ -f "$work/data/postmaster.pid" ]; then
+        server_pid=$(head -n 1 "$work/data/postmaster.pid")
+    fi
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        progress "stopping the server (pid $server_pid)"
+        kill -INT "$server_pid"
+        for _ in $(seq 1 600); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$server_pid" 2>/dev/null && kill -QUIT "$server_pid"
+    fi
+    if [ $status -ne 0 ] && [ -f "$work/server.log" ]; then
+        echo "=== last lines of the server log" >&2
+        tail -n 40 "$work/server.log" >&2
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ] || [ $status -ne 0 ]; then
+        echo "kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+progress "initdb in $work/data"
+runuser -u postgres -- "$bindir/initdb" -D "$work/data" -A trust -U postgres \
+    -E UTF8 --no-sync >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; exit 1; }
+cat >>"$work/data/postgresql.conf" <<EOF
+
+# bench/run.sh
+listen_addresses = ''
+unix_socket_directories = '$work'
+port = $port
+max_connections = 50
+shared_preload_libraries = 'sessioncache'
+sessioncache.database = 'postgres'
+sessioncache.memory = '1GB'
+sessioncache.expiry_interval = '1s'
+shared_buffers = '256MB'
+synchronous_commit = on
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'
+autovacuum = off
+jit = off
+EOF
+runuser -u postgres -- "$bindir/pg_ctl" -D "$work/data" -l "$work/server.log" \
+    -w -t 60 start >/dev/null
+server_pid=$(head -n 1 "$work/data/postmaster.pid")
+progress "server pid $server_pid, socket $work, port $port"
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres "$@"; }
+dsn="host=$work port=$port user=postgres dbname=postgres"
+
+# ---------------------------------------------------------------- report
+
+summary=()
+# add_summary section metric value target status
+add_summary() { summary+=("$(printf '%-8s %-46s %12s  %-10s %s' "$@")"); }
+
+# meets VALUE OP LIMIT -> "ok" or "MISSED"
+meets() {
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "" || v == "nan") { print "n/a"; exit }
+        ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
+        print ok ? "ok" : "MISSED" }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.3f", a / b }'; }
+section_header() { printf '\n== %s\n' "$1"; }
+# ---------------------------------------------------------------- pgbench
+
+# pgb SECONDS SCRIPT CLIENTS [pgbench options...]: prints the tps; the full
+# pgbench output stays in $work/last_pgbench.out.  SCRIPT is relative to
+# bench/ unless absolute.
+pgb() {
+    local secs=$1 script=$2 clients=$3
+    shift 3
+    [[ $script == /* ]] || script=$here/$script
+    progress "pgbench $(basename "$script") -c $clients $* (${secs}s)"
+    if ! pgbench -n -M prepared -T "$secs" -c "$clients" -j 2 \
+        -f "$script" -D val="$val" -h "$work" -p "$port" -U postgres "$@" \
+        postgres >"$work/last_pgbench.out" 2>&1; then
+        cat "$work/last_pgbench.out" >&2
+        die "pgbench $(basename "$script") failed"
+    fi
+    awk '/^tps = / { print $3; exit }' "$work/last_pgbench.out"
+}
+
+# measure CASE...: runs the cases interleaved, ROUNDS times T/ROUNDS seconds
+# each, and sets TPS[name] (the mean) and SPREAD[name] (max - min of the
+# rounds over the mean, in %).  A CASE is "name|script|clients|options"; a
+# name written "!name" gets a CHECKPOINT before each of its runs, so that
+# every write case starts with the same full-page-write debt.
+declare -A TPS SPREAD
+measure() {
+    local secs=$((T / ROUNDS)) spec name script clients opts r t
+    local -A all=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for spec in "$@"; do
+            IFS='|' read -r name script clients opts <<<"$spec"
+            if [[ $name == !* ]]; then
+                name=${name#!}
+                q -c "CHECKPOINT"
+            fi
+            # shellcheck disable=SC2086 # opts are words without blanks
+            t=$(pgb "$secs" "$script" "$clients" $opts)
+            all[$name]="${all[$name]:-} $t"
+        done
+    done
+    for name in "${!all[@]}"; do
+        read -r "TPS[$name]" "SPREAD[$name]" <<<"$(tr ' ' '\n' <<<"${all[$name]}" | awk 'NF {
+            n++; s += $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
+            END { m = s / n; printf "%.1f %.0f\n", m, (m > 0) ? 100 * (max - min) / m : 0 }')"
+    done
+}
+
+# row LABEL NAME [BASE [TARGET]]: the case's tps, half the spread of its
+# rounds ("-" for a single run), its ratio to case BASE and the target
+# ("OP LIMIT", or "-" for none); sets $r to the ratio
+row() {
+    local label=$1 name=$2 base=${3:-} target=${4:--} spread=" -  "
+    [ -n "${SPREAD[$name]:-}" ] && spread=$(printf '±%2s%%' "$((SPREAD[$name] / 2))")
+    if [ -z "$base" ]; then
+        printf '  %-48s %9.0f tps  %s\n' "$label" "${TPS[$name]}" "$spread"
+        return
+    fi
+    r=$(ratio "${TPS[$name]}" "${TPS[$base]}")
+    if [ "$target" = - ]; then
+        printf '  %-48s %9.0f tps  %s   ratio %6s\n' "$label" "${TPS[$name]}" "$spread" "$r"
+    else
+        printf '  %-48s %9.0f tps  %s   ratio %6s   target %-7s %s\n' "$label" \
+            "${TPS[$name]}" "$spread" "$r" "$target" \
+            "$(meets "$r" "${target%% *}" "${target##* }")"
+    fi
+}
+
+# per-second tps of the last pgbench run made with -P 1, one per line
+progress_tps() { awk '/^progress: / { print $4 }' "$work/last_pgbench.out"; }
+
+# fill CACHE FIRST LAST [IDLE_TIMEOUT]: put sess-FIRST..sess-LAST, 1000 per
+# transaction, from one session (two sessions writing more than 64 keys of a
+# cache per transaction can deadlock on its escalated lock)
+fill() {
+    local cache=$1 first=$2 last=$3 idle=${4:-} idle_sql=NULL
+    [ -n "$idle" ] && idle_sql="interval '$idle'"
+    q -c "CALL bench_fill('$cache', $first, $last, \$v\$$val\$v\$, $idle_sql)" ||
+        die "fill of $cache failed"
+}
+
+# wait until the notify worker has sent everything queued (bounded)
+notify_quiet() {
+    local i
+    for i in $(seq 1 300); do
+        [ "$(q -c 'SELECT queued FROM sessioncache.notify_stats')" = 0 ] && return 0
+        sleep 0.1
+    done
+    progress "notify queue did not drain within 30 s"
+}
+
+# listener_start MODE: starts bench/listener.py, sets listener_pid
+listener_pid=
+listener_start() {
+    rm -f "$work/listener.ready" "$work/listener.out"
+    "$python" "$here/listener.py" --dsn "$dsn" --mode "$1" \
+        --ready-file "$work/listener.ready" --dump "$work/latency.txt" >"$work/listener.out" 2>"$work/listener.err" &
+    listener_pid=$!
+    for _ in $(seq 1 100); do
+        [ -f "$work/listener.ready" ] && return 0
+        kill -0 "$listener_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$work/listener.err" >&2
+    die "listener.py did not start"
+}
+# listener_stop: stops it; its result line is in $work/listener.out (not to
+# be called in a subshell: it waits for its child)
+listener_stop() {
+    kill -TERM "$listener_pid"
+    wait "$listener_pid" || { cat "$work/listener.err" >&2; die "listener.py failed"; }
+}
+
+# ---------------------------------------------------------------- set-up
+
+q -c "CREATE EXTENSION sessioncache"
+
+# a ~400-byte session value (pg_column_size of the jsonb), Keycloak-like
+base='{"user_id": "f3c1e2a4-7b9d-4e15-9a0c-2d8b6e4f1a37", "realm": "master", "ip": "203.0.113.42", "started": 1764200000, "refreshed": 1764200300, "state": "LOGGED_IN", "auth_method": "openid-connect", "remember_me": false, "clients": {"account-console": {"redirect_uri": "https://sso.example.com/realms/master/account/", "scope": "openid profile email"}}, "pad": ""}'
+padlen=$(q -c "SELECT n FROM generate_series(0, 400) n
+               WHERE pg_column_size(jsonb_set(\$v\$$base\$v\$::jsonb, '{pad}', to_jsonb(repeat('x', n)))) >= 400
+               ORDER BY n LIMIT 1")
+val=$(q -c "SELECT jsonb_set(\$v\$$base\$v\$::jsonb, '{pad}', to_jsonb(repeat('x', $padlen)))::text")
+val_bytes=$(q -c "SELECT pg_column_size(\$v\$$val\$v\$::jsonb)")
+# the reference "returning the value": the same jsonb as a constant
+printf -- "-- the session value as a constant (generated by run.sh)\nSELECT '%s'::jsonb;\n" "$val" \
+    >"$work/value_const.sql"
+
+q <<'EOF'
+-- put sess-first..sess-last (user user-<k mod 100000>), 1000 per transaction:
+-- each put holds a key lock until commit, so one huge transaction would run
+-- out of lock table
+CREATE PROCEDURE bench_fill(c text, first bigint, last bigint, v jsonb,
+                            idle interval DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i bigint := first;
+BEGIN
+    WHILE i <= last LOOP
+        PERFORM sessioncache.put(c, 'sess-' || j, v, 'user-' || (j % 100000), idle)
+            FROM generate_series(i, least(i + 999, last)) j;
+        COMMIT;
+        i := i + 1000;
+    END LOOP;
+END
+$$;
+
+-- poll cache_stats.expired every 10 ms until it reaches target (or the
+-- deadline): ms from the first expiry to the first expired entry counted,
+-- ms from the last expiry to the count reaching target, the final count
+CREATE FUNCTION bench_wait_expired(c text, target bigint, first_exp timestamptz,
+                                   last_exp timestamptz, timeout_s float8,
+                                   OUT first_ms float8, OUT done_ms float8,
+                                   OUT final bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+    t_first timestamptz;
+    deadline timestamptz := last_exp + make_interval(secs => timeout_s);
+BEGIN
+    LOOP
+        SELECT s.expired INTO n FROM sessioncache.cache_stats s WHERE s.cache = c;
+        IF n > 0 AND t_first IS NULL THEN
+            t_first := clock_timestamp();
+        END IF;
+        EXIT WHEN n >= target OR clock_timestamp() > deadline;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    first_ms := extract(epoch FROM t_first - first_exp) * 1000;
+    IF n >= target THEN
+        done_ms := extract(epoch FROM clock_timestamp() - last_exp) * 1000;
+    END IF;
+    final := n;
+END
+$$;
+EOF
+
+printf 'sessioncache benchmarks: %ss per case, %s CPUs, PostgreSQL %s\n' \
+    "$T" "$(nproc)" "$(q -c 'SHOW server_version')"
+printf 'session value: %s bytes of jsonb (pg_column_size); keys sess-<n>, user ids user-<n mod 100000>\n' "$val_bytes"
+
+# ---------------------------------------------------------------- core
+
+section_core() {
+    local n=100000 opts="-D cache=bench_mem -D nkeys=100000" r
+    section_header "core: memory-only cache, $n entries, 4 clients (-c 4 -j 2)"
+    q -c "SELECT sessioncache.define_cache('bench_mem', durable => false,
+              idle_timeout => '1 day', max_lifespan => '2 days')" >/dev/null
+    progress "filling bench_mem with $n entries"
+    fill bench_mem 1 $n
+    notify_quiet
+    q -c "SELECT sessioncache.reset_stats()" >/dev/null
+
+    measure "s1|select1.sql|4|" "const|$work/value_const.sql|4|" \
+        "get|get.sql|4|$opts" "touch|touch.sql|4|$opts" "put|put.sql|4|$opts"
+
+    row "SELECT 1 (baseline)" s1
+    row "get (hit)" get s1 ">= 0.85"
+    add_summary core "get / SELECT 1" "$r" ">= 0.85" "$(meets "$r" ">=" 0.85)"
+    row "touch" touch s1 ">= 0.8"
+    add_summary core "touch / SELECT 1" "$r" ">= 0.8" "$(meets "$r" ">=" 0.8)"
+    row "put (replace; the cache has notify on)" put s1 ">= 0.7"
+    add_summary core "put / SELECT 1" "$r" ">= 0.7" "$(meets "$r" ">=" 0.7)"
+    printf '  reference: what returning the value costs, without any cache:\n'
+    row "SELECT of the same jsonb value as a constant" const s1
+    row "get (hit) / that constant" get const
+    add_summary core "get / SELECT of the value as a constant" "$r" "-" "info"
+    q -F ' ' -c "SELECT 'check: hits', hits, 'misses', misses, 'entries', entries
+                 FROM sessioncache.cache_stats WHERE cache = 'bench_mem'" | sed 's/^/  /'
+    q -c "SELECT sessioncache.drop_cache('bench_mem')" >/dev/null
+}
+
+# ---------------------------------------------------------------- memory
+
+section_memory() {
+    local n=20000 label kexpr vexpr uexpr used0 used1 kb vb ub per over worst=0 session_per= out
+    section_header "memory: shared memory per entry beyond key and value ($n entries each)"
+    q -c "SELECT sessioncache.define_cache('bench_size', durable => false,
+              idle_timeout => '1 day', max_lifespan => '2 days', notify => false)" >/dev/null
+    printf '  %-34s %9s %9s %9s %10s   %s\n' "entries of" "key B" "value B" "user B" \
+        "bytes/ent" "overhead (target <= 96)"
+    # label|key expr|value expr|user expr (j is the entry number)
+    while IFS='|' read -r label kexpr vexpr uexpr; do
+        progress "memory: $label"
+        used0=$(q -c "SELECT used_bytes FROM sessioncache.memory")
+        q -c "DO \$\$ BEGIN
+                FOR b IN 0..$((n / 1000 - 1)) LOOP
+                    PERFORM sessioncache.put('bench_size', $kexpr, $vexpr, $uexpr)
+                        FROM generate_series(b * 1000 + 1, b * 1000 + 1000) j;
+                    COMMIT;
+                END LOOP;
+              END \$\$"
+        used1=$(q -c "SELECT used_bytes FROM sessioncache.memory")
+        # the sizes of what was stored, recomputed the same way
+        out=$(q -F ' ' -c "SELECT avg(octet_length($kexpr)),
+                     avg(pg_column_size($vexpr)), coalesce(avg(octet_length($uexpr)), 0)
+                     FROM generate_series(1, $n) j")
+        read -r kb vb ub <<<"$out"
+        per=$(awk -v a="$used0" -v b="$used1" -v n=$n 'BEGIN { printf "%.1f", (b - a) / n }')
+        over=$(awk -v p="$per" -v k="$kb" -v v="$vb" -v u="$ub" 'BEGIN { printf "%.1f", p - k - v - u }')
+        printf '  %-34s %9.1f %9.1f %9.1f %10s   %6s  %s\n' "$label" "$kb" "$vb" "$ub" "$per" "$over" \
+            "$(meets "$over" "<=" 96)"
+        worst=$(awk -v a="$worst" -v b="$over" 'BEGIN { print (b > a) ? b : a }')
+        if [ "$label" = "sessions (uuid key/user, 400 B)" ]; then
+            session_per=$per
+        fi
+        q -c "SELECT sessioncache.drop_cache('bench_size');
+              SELECT sessioncache.define_cache('bench_size', durable => false,
+                  idle_timeout => '1 day', max_lifespan => '2 days', notify => false)" >/dev/null
+    done <<EOF
+32-byte key, ~100 B value|lpad(j::text, 32, 'k')|jsonb_build_object('pad', repeat('x', 84))|NULL::text
+32-byte key, ~400 B value|lpad(j::text, 32, 'k')|jsonb_build_object('pad', repeat('x', 384))|NULL::text
+32-byte key, ~1000 B value|lpad(j::text, 32, 'k')|jsonb_build_object('pad', repeat('x', 984))|NULL::text
+sessions (uuid key/user, 400 B)|md5(j::text)::uuid::text|\$v\$$val\$v\$::jsonb|md5((j % 5000)::text)::uuid::text
+EOF
+    add_summary memory "bytes per entry beyond key+value (worst)" "$worst" "<= 96" "$(meets "$worst" "<=" 96)"
+    printf '  sizing: 1 million 400-byte sessions (uuid key and user id) use %s MB of sessioncache.memory\n' \
+        "$(awk -v p="$session_per" 'BEGIN { printf "%.0f", p * 1e6 / 1048576 }')"
+    add_summary memory "MB per million 400-byte sessions" \
+        "$(awk -v p="$session_per" 'BEGIN { printf "%.0f", p * 1e6 / 1048576 }')" "-" "info"
+    q -c "SELECT sessioncache.drop_cache('bench_size')" >/dev/null
+}
+
+# ---------------------------------------------------------------- durable
+
+section_durable() {
+    local n=100000 st r
+    section_header "durable: cache 'sessions' vs a plain heap table, 8 clients, synchronous_commit = on"
+    q <<'SQL'
+-- shaped and indexed like sessioncache.durable_entries
+CREATE TABLE bench_plain (
+    cache_id    int NOT NULL,
+    key         text NOT NULL,
+    user_id     text,
+    value       jsonb NOT NULL,
+    created_at  timestamptz NOT NULL,
+    last_access timestamptz NOT NULL,
+    idle_us     bigint,
+    max_us      bigint,
+    version     bigint NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (cache_id, key)
+);
+CREATE INDEX bench_plain_user ON bench_plain (cache_id, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX bench_plain_expiry ON bench_plain (expires_at);
+SQL
+    progress "filling 'sessions' and bench_plain with $n entries"
+    fill sessions 1 $n
+    q -c "INSERT INTO bench_plain (cache_id, key, user_id, value, created_at, last_access,
+                                   version, expires_at)
+          SELECT 1, 'sess-' || j, 'user-' || (j % 100000), \$v\$$val\$v\$::jsonb, now(), now(), 1,
+                 now() + interval '30 minutes'
+          FROM generate_series(1, $n) j"
+    q -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE sessioncache.durable_entries" -c "CHECKPOINT"
+    notify_quiet
+    q -c "SELECT sessioncache.reset_stats()" >/dev/null
+
+    measure "pget|plain_get.sql|8|-D nkeys=$n" "dget|get.sql|8|-D cache=sessions -D nkeys=$n" \
+        "const|$work/value_const.sql|8|"
+    st=$(q -F ' ' -c "SELECT 'check: hits', hits, 'misses', misses, 'fills', fills
+                      FROM sessioncache.cache_stats WHERE cache = 'sessions'")
+    measure "!pput|plain_upsert.sql|8|-D nkeys=1000000000" \
+        "!dput|put.sql|8|-D cache=sessions -D nkeys=1000000000"
+
+    row "plain upsert into bench_plain (baseline)" pput
+    row "durable put, new keys" dput pput ">= 0.9"
+    add_summary durable "durable put / plain upsert" "$r" ">= 0.9" "$(meets "$r" ">=" 0.9)"
+    row "primary-key SELECT from bench_plain (baseline)" pget
+    row "durable get (hit in memory)" dget pget ">= 1.6"
+    add_summary durable "durable get / primary-key SELECT" "$r" ">= 1.6" "$(meets "$r" ">=" 1.6)"
+    printf '  reference: what returning the value costs, without any table or cache:\n'
+    row "SELECT of the same jsonb value as a constant" const pget
+    row "durable get / that constant" dget const
+    add_summary durable "durable get / SELECT of the value as a constant" "$r" "-" "info"
+    printf '  %s (during the get runs)\n' "$st"
+    q -c "DROP TABLE bench_plain"
+}
+
+# ---------------------------------------------------------------- notify
+
+# notify worker counters: "runs messages cpu_ns"
+notify_worker_counters() {
+    local pid runs items out
+    out=$(q -F ' ' -c "SELECT pid, runs, items FROM sessioncache.workers WHERE name = 'notify'")
+    read -r pid runs items <<<"$out"
+    printf '%s %s %s\n' "$runs" "$items" "$(awk '{ print $1 }' "/proc/$pid/schedstat" 2>/dev/null || echo 0)"
+}
+
+section_notify() {
+    local n=100000 big="-D nkeys=1000000000" r objs payloads flushes puts c
+    local w0 w1 written received lat p50 p99 pmax
+    section_header "notify: puts with notify off vs on, 8 clients"
+    q -c "SELECT sessioncache.define_cache('bench_nd_off', durable => false, notify => false,
+              idle_timeout => '1 day', max_lifespan => '2 days');
+          SELECT sessioncache.define_cache('bench_nd_on', durable => false, notify => true,
+              idle_timeout => '1 day', max_lifespan => '2 days');
+          SELECT sessioncache.define_cache('bench_d_off', durable => true, notify => false);
+          SELECT sessioncache.define_cache('bench_d_on', durable => true, notify => true)" >/dev/null
+    progress "filling bench_nd_off and bench_nd_on with $n entries each"
+    fill bench_nd_off 1 $n
+    fill bench_nd_on 1 $n
+    notify_quiet
+    q -c "SELECT sessioncache.reset_stats()" >/dev/null
+    if [ -n "$python" ]; then listener_start count; fi
+
+    w0=$(notify_worker_counters)
+    measure "ndoff|put.sql|8|-D cache=bench_nd_off -D nkeys=$n" \
+        "ndon|put.sql|8|-D cache=bench_nd_on -D nkeys=$n"
+    measure "!doff|put.sql|8|-D cache=bench_d_off $big" "!don|put.sql|8|-D cache=bench_d_on $big"
+    notify_quiet
+    w1=$(notify_worker_counters)
+
+    row "non-durable put, notify off (baseline)" ndoff
+    row "non-durable put, notify on" ndon ndoff ">= 0.9"
+    add_summary notify "non-durable put: notify on / off" "$r" ">= 0.9" "$(meets "$r" ">=" 0.9)"
+    row "durable put, notify off (baseline)" doff
+    row "durable put, notify on" don doff ">= 0.9"
+    add_summary notify "durable put: notify on / off" "$r" ">= 0.9" "$(meets "$r" ">=" 0.9)"
+    puts=$(q -c "SELECT sum(puts) FROM sessioncache.cache_stats
+                 WHERE cache IN ('bench_nd_on', 'bench_d_on')")
+    read -r -a w0 <<<"$w0"
+    read -r -a w1 <<<"$w1"
+    awk -v r=$((w1[0] - w0[0])) -v m=$((w1[1] - w0[1])) -v ns=$((w1[2] - w0[2])) 'BEGIN {
+        printf "  check: the notify worker sent %d messages in %d rounds (%.1f per round), using %.0f ms of CPU (%.1f us per message)\n",
+            m, r, (r > 0) ? m / r : 0, ns / 1e6, (m > 0) ? ns / 1e3 / m : 0 }'
+    if [ -n "$python" ]; then
+        sleep 0.5
+        listener_stop
+        read -r objs payloads flushes <"$work/listener.out"
+        printf '  check: a listener received %s invalidations in %s payloads (%s flush) for %s puts to notify-on caches\n' \
+            "$objs" "$payloads" "$flushes" "$puts"
+    fi
+
+    printf '  naive NOTIFY in the writer'"'"'s transaction (what the extension avoids):\n'
+    measure "ndtx|put_txn.sql|8|-D cache=bench_nd_off -D nkeys=$n" \
+        "ndnaive|put_naive_notify.sql|8|-D cache=bench_nd_off -D nkeys=$n"
+    measure "!dtx|put_txn.sql|8|-D cache=bench_d_off $big" \
+        "!dnaive|put_naive_notify.sql|8|-D cache=bench_d_off $big"
+    row "non-durable BEGIN; put; SELECT; END (baseline)" ndtx
+    row "non-durable BEGIN; put; pg_notify; END" ndnaive ndtx
+    add_summary notify "non-durable put + naive pg_notify / without" "$r" "-" "info"
+    row "durable BEGIN; put; SELECT; END (baseline)" dtx
+    row "durable BEGIN; put; pg_notify; END" dnaive dtx
+    add_summary notify "durable put + naive pg_notify / without" "$r" "-" "info"
+
+    if [ -z "$python" ]; then
+        printf '  latency: skipped (no python3 with psycopg; scripts/install-deps.sh installs python3-psycopg)\n'
+        add_summary notify "commit-to-delivery p99 (ms)" "skipped" "<= 100" "n/a"
+    else
+        q -c "CREATE UNLOGGED TABLE bench_commit_times (id bigint, t timestamptz)" \
+            -c "CREATE SEQUENCE bench_lat_seq"
+        notify_quiet
+        listener_start latency
+        lat=$(pgb "$T" put_latency.sql 4 --rate=1000 -D cache=bench_nd_on)
+        sleep 1
+        listener_stop
+        read -r written received p50 p99 pmax <"$work/listener.out"
+        printf '  commit-to-delivery at %.0f puts/s (4 clients, --rate=1000): p50 %s ms, p99 %s ms, max %s ms   target p99 <= 100 %s\n' \
+            "$lat" "$p50" "$p99" "$pmax" "$(meets "$p99" "<=" 100)"
+        printf '  check: %s of %s committed puts were announced to the listener\n' "$received" "$written"
+        add_summary notify "commit-to-delivery p50 (ms)" "$p50" "-" "info"
+        add_summary notify "commit-to-delivery p99 (ms)" "$p99" "<= 100" "$(meets "$p99" "<=" 100)"
+        q -c "DROP TABLE bench_commit_times" -c "DROP SEQUENCE bench_lat_seq"
+    fi
+    for c in bench_nd_off bench_nd_on bench_d_off bench_d_on; do
+        q -c "SELECT sessioncache.drop_cache('$c')" >/dev/null
+    done
+}
+
+# ---------------------------------------------------------------- expiry
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of
+# /proc/<pid>/stat, counted after the parenthesized command name)
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# worker_cpu_ns NAME...: CPU time (ns, /proc/<pid>/schedstat) of the named
+# workers, 0 when unknown
+worker_cpu_ns() {
+    local w pid out=()
+    for w in "$@"; do
+        pid=$(q -c "SELECT pid FROM sessioncache.workers WHERE name = '$w'")
+        out+=("$(awk '{ print $1 }' "/proc/$pid/schedstat" 2>/dev/null || echo 0)")
+    done
+    echo "${out[*]}"
+}
+
+# expiry worker CPU over T seconds: prints "runs stat_ms sched_ms" (sched_ms
+# empty when /proc/<pid>/schedstat is missing)
+expiry_cpu() {
+    local pid runs0 runs1 st0 st1 sc0 sc1
+    pid=$(q -c "SELECT pid FROM sessioncache.workers WHERE name = 'expiry'")
+    [ -n "$pid" ] || die "no expiry worker"
+    runs0=$(q -c "SELECT runs FROM sessioncache.workers WHERE name = 'expiry'")
+    st0=$(proc_ticks "$pid")
+    sc0=$(awk '{ print $1 }' "/proc/$pid/schedstat" 2>/dev/null || true)
+    sleep "$T"
+    runs1=$(q -c "SELECT runs FROM sessioncache.workers WHERE name = 'expiry'")
+    st1=$(proc_ticks "$pid")
+    sc1=$(awk '{ print $1 }' "/proc/$pid/schedstat" 2>/dev/null || true)
+    awk -v r=$((runs1 - runs0)) -v st=$((st1 - st0)) -v hz="$(getconf CLK_TCK)" \
+        -v sc0="$sc0" -v sc1="$sc1" 'BEGIN {
+        if (r <= 0) { print 0, "nan", "nan"; exit }
+        printf "%d %.3f %s\n", r, st * 1000 / hz / r,
+            (sc0 == "") ? "nan" : sprintf("%.3f", (sc1 - sc0) / 1e6 / r) }'
+}
+
+section_expiry() {
+    local n=1000000 nexp=100000 live idle r t_wait first_ms done_ms final first_exp last_exp poll_pid runs_big stat_big sched_big runs_small stat_small sched_small out
+    live=$((n - nexp))
+    idle=$((2 * T))
+    section_header "expiry: $n entries, $nexp of them expiring together, get with 4 clients on the $live others"
+    q -c "ALTER SYSTEM SET sessioncache.expiry_interval = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+    q -c "SELECT sessioncache.define_cache('bench_exp', durable => false,
+              idle_timeout => '1 day', max_lifespan => '2 days')" >/dev/null
+    progress "filling bench_exp with $live entries (idle_timeout 1 day)"
+    fill bench_exp 1 $live
+    progress "filling bench_exp with $nexp entries (idle_timeout $idle s)"
+    fill bench_exp $((live + 1)) $n "$idle seconds"
+    # the fill is sequential: sess-<live+1> expires first, sess-<n> last
+    out=$(q -F ' ' -c "SELECT extract(epoch FROM min(i.expires_at)), extract(epoch FROM max(i.expires_at))
+                       FROM (VALUES ($live + 1), ($n)) v(k)
+                       CROSS JOIN LATERAL sessioncache.entry_info('bench_exp', 'sess-' || k) i")
+    read -r first_exp last_exp <<<"$out"
+    q -c "SELECT sessioncache.reset_stats()" >/dev/null
+
+    # the baseline runs half before the window and half after it (when the
+    # expired entries are gone), so that a drift in the machine's load
+    # cancels out; the window is timed to have the expiries in its middle
+    local half=$(((T + 1) / 2)) b1 b2 cpu0 cpu1
+    b1=$(pgb "$half" get.sql 4 -D cache=bench_exp -D nkeys=$live -P 1)
+    progress_tps >"$work/base.progress"
+    t_wait=$(q -c "SELECT round(greatest(0, $first_exp - extract(epoch FROM clock_timestamp()) - $T / 2.0), 3)")
+    progress "waiting ${t_wait}s for the expiry window"
+    sleep "$t_wait"
+    q -F ' ' -c "SELECT coalesce(round(first_ms)::text, 'none'), coalesce(round(done_ms)::text, 'none'), final
+                 FROM bench_wait_expired('bench_exp', $nexp, to_timestamp($first_exp),
+                                         to_timestamp($last_exp), $T + 30)" \
+        >"$work/expiry.wait" &
+    poll_pid=$!
+    cpu0=$(worker_cpu_ns expiry notify)
+    TPS[xwin]=$(pgb "$T" get.sql 4 -D cache=bench_exp -D nkeys=$live -P 1)
+    cpu1=$(worker_cpu_ns expiry notify)
+    progress_tps >"$work/win.progress"
+    wait "$poll_pid" || die "polling cache_stats failed"
+    read -r first_ms done_ms final <"$work/expiry.wait"
+    b2=$(pgb "$half" get.sql 4 -D cache=bench_exp -D nkeys=$live -P 1)
+    progress_tps >>"$work/base.progress"
+    TPS[xbase]=$(awk -v a="$b1" -v b="$b2" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+    SPREAD[xbase]=$(awk -v a="$b1" -v b="$b2" 'BEGIN { d = a - b; if (d < 0) d = -d; printf "%.0f", 100 * d / ((a + b) / 2) }')
+
+    printf '  the %s entries fell due over %.2f s (the time their puts took)\n' "$nexp" \
+        "$(awk -v a="$first_exp" -v b="$last_exp" 'BEGIN { print b - a }')"
+    printf '  first expiry -> first one counted in cache_stats.expired: %s ms\n' "$first_ms"
+    if [ "$done_ms" != none ]; then
+        printf '  last expiry -> cache_stats.expired = %s: %s ms (expiry_interval 1 s)\n' "$nexp" "$done_ms"
+        add_summary expiry "last expiry -> all $nexp counted (ms)" "$done_ms" "-" "info"
+    else
+        printf '  cache_stats.expired reached only %s of %s within %s s\n' "$final" "$nexp" "$((T + 30))"
+        add_summary expiry "last expiry -> all $nexp counted (ms)" "never" "-" "MISSED"
+    fi
+    row "get, no expiry (baseline: half before, half after)" xbase
+    row "get, window with the expiries" xwin xbase ">= 0.9"
+    add_summary expiry "get during expiry / without" "$r" ">= 0.9" "$(meets "$r" ">=" 0.9)"
+    # the worst second of the window against the baseline's median second
+    local med worst_s
+    med=$(sort -n "$work/base.progress" | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    worst_s=$(sort -n "$work/win.progress" | head -n 1)
+    printf '  worst second of the window / median second of the baseline: %s\n' \
+        "$(ratio "${worst_s:-0}" "$med")"
+
+    read -r -a cpu0 <<<"$cpu0"
+    read -r -a cpu1 <<<"$cpu1"
+    printf '  CPU during the window: expiry worker %s ms, notify worker %s ms; notify_stats: %s\n' \
+        "$(((cpu1[0] - cpu0[0]) / 1000000))" "$(((cpu1[1] - cpu0[1]) / 1000000))" \
+        "$(q -F ' ' -c "SELECT 'dropped', dropped, 'flushes', flushes FROM sessioncache.notify_stats")"
+
+    # the expiry worker's CPU per run when nothing expires
+    progress "expiry worker CPU with $n entries"
+    fill bench_exp $((live + 1)) $n
+    notify_quiet
+    sleep 2
+    out=$(expiry_cpu)
+    read -r runs_big stat_big sched_big <<<"$out"
+    q -c "SELECT sessioncache.drop_cache('bench_exp')" >/dev/null
+    q -c "SELECT sessioncache.define_cache('bench_exp', durable => false,
+              idle_timeout => '1 day', max_lifespan => '2 days')" >/dev/null
+    progress "expiry worker CPU with $nexp entries"
+    fill bench_exp 1 $nexp
+    notify_quiet
+    sleep 2
+    out=$(expiry_cpu)
+    read -r runs_small stat_small sched_small <<<"$out"
+    printf '  expiry worker CPU per run, nothing expiring (%s s at expiry_interval 1 s):\n' "$T"
+    printf '    %-10s %5s runs   %8s ms/run (utime+stime)   %8s ms/run (schedstat)\n' \
+        "$nexp" "$runs_small" "$stat_small" "$sched_small"
+    printf '    %-10s %5s runs   %8s ms/run (utime+stime)   %8s ms/run (schedstat)\n' \
+        "$n" "$runs_big" "$stat_big" "$sched_big"
+    if [ "$sched_big" != nan ]; then
+        r=$(ratio "$sched_big" "$sched_small")
+    else
+        r=$(ratio "$stat_big" "$stat_small")
+    fi
+    printf '    1M / 100k: %s   target: flat (<= 1.5) %s\n' "$r" "$(meets "$r" "<=" 1.5)"
+    add_summary expiry "worker CPU/run, 1M / 100k entries" "$r" "<= 1.5" "$(meets "$r" "<=" 1.5)"
+    q -c "SELECT sessioncache.drop_cache('bench_exp')" >/dev/null
+}
+
+# ---------------------------------------------------------------- run
+
+for s in "${sections[@]}"; do
+    "section_$s"
+done
+
+printf '\n== summary\n'
+printf '%-8s %-46s %12s  %-10s %s\n' section metric value target status
+for line in "${summary[@]}"; do
+    printf '%s\n' "$line"
+done

@@ -1,0 +1,2 @@
+-- baseline: the cheapest round trip a prepared statement can make
+SELECT 1;
