@@ -2,7 +2,7 @@
 # Runs every test of sessioncache: builds and installs it, then runs the
 # regression (pg_regress + pgTAP), isolation and Perl TAP suites, each on
 # temporary PostgreSQL instances started as the unprivileged user "postgres",
-# then the short fuzz run.  Run as root on a Debian machine:
+# then the near-cache client's tests and the short fuzz run.  Run as root on a Debian machine:
 #
 #     sudo scripts/test.sh
 #
@@ -33,8 +33,14 @@ if [ $status -ne 0 ]; then
     done
 fi
 
-if [ -x test/fuzz/run.sh ] && [ $status -eq 0 ]; then
-    runuser -u postgres -- "$work/test/fuzz/run.sh" --short || status=$?
+# the reference near-cache client against a real server
+if [ $status -eq 0 ]; then
+    sh client/run-tests.sh || status=$?
+fi
+
+# the short form of the fuzz harness
+if [ -f test/fuzz/run.sh ] && [ $status -eq 0 ]; then
+    bash test/fuzz/run.sh --short || status=$?
 fi
 
 if [ $status -eq 0 ]; then echo "ALL TESTS PASSED"; else echo "TESTS FAILED"; fi
