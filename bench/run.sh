@@ -619,7 +619,7 @@ section_expiry() {
     # the baseline runs half before the window and half after it (when the
     # expired entries are gone), so that a drift in the machine's load
     # cancels out; the window is timed to have the expiries in its middle
-    local half=$(((T + 1) / 2)) b1 b2 cpu0 cpu1
+    local half=$(((T + 1) / 2)) b1 b2 cpu0 cpu1 ns0 ns1
     b1=$(pgb "$half" get.sql 4 -D cache=bench_exp -D nkeys=$live -P 1)
     progress_tps >"$work/base.progress"
     t_wait=$(q -c "SELECT round(greatest(0, $first_exp - extract(epoch FROM clock_timestamp()) - $T / 2.0), 3)")
@@ -631,8 +631,10 @@ section_expiry() {
         >"$work/expiry.wait" &
     poll_pid=$!
     cpu0=$(worker_cpu_ns expiry notify)
+    ns0=$(q -F ' ' -c "SELECT dropped, flushes FROM sessioncache.notify_stats")
     TPS[xwin]=$(pgb "$T" get.sql 4 -D cache=bench_exp -D nkeys=$live -P 1)
     cpu1=$(worker_cpu_ns expiry notify)
+    ns1=$(q -F ' ' -c "SELECT dropped, flushes FROM sessioncache.notify_stats")
     progress_tps >"$work/win.progress"
     wait "$poll_pid" || die "polling cache_stats failed"
     read -r first_ms done_ms final <"$work/expiry.wait"
@@ -664,9 +666,12 @@ section_expiry() {
 
     read -r -a cpu0 <<<"$cpu0"
     read -r -a cpu1 <<<"$cpu1"
-    printf '  CPU during the window: expiry worker %s ms, notify worker %s ms; notify_stats: %s\n' \
-        "$(((cpu1[0] - cpu0[0]) / 1000000))" "$(((cpu1[1] - cpu0[1]) / 1000000))" \
-        "$(q -F ' ' -c "SELECT 'dropped', dropped, 'flushes', flushes FROM sessioncache.notify_stats")"
+    read -r -a ns0 <<<"$ns0"
+    read -r -a ns1 <<<"$ns1"
+    printf '  during the window: expiry worker %s ms CPU, notify worker %s ms CPU; the %s expiries'"'"' messages: %s dropped, %s flush sent\n' \
+        "$(((cpu1[0] - cpu0[0]) / 1000000))" "$(((cpu1[1] - cpu0[1]) / 1000000))" "$nexp" \
+        "$((ns1[0] - ns0[0]))" "$((ns1[1] - ns0[1]))"
+    add_summary expiry "expiry messages dropped (queue overflow)" "$((ns1[0] - ns0[0]))" "-" "info"
 
     # the expiry worker's CPU per run when nothing expires
     progress "expiry worker CPU with $n entries"
