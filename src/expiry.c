@@ -242,8 +242,8 @@ wheel_advance(int partno, TimestampTz now, Expired *gone)
 		LWLockRelease(part->lock);
 
 		for (i = 0; i < ngone; i++)
-			SCNotifyQueue(gone[i].cache_id, gone[i].key, gone[i].keylen,
-						  SC_NOTIFY_EXPIRE, gone[i].version);
+			SCNotifyQueueWait(gone[i].cache_id, gone[i].key, gone[i].keylen,
+							  SC_NOTIFY_EXPIRE, gone[i].version);
 		SCAfterApply();
 	}
 	return removed;
@@ -443,8 +443,8 @@ SCExpiryRun(void)
 		for (i = 0; i < nrows; i++)
 		{
 			SCStatAdd(rows[i].cache_id, SC_STAT_EXPIRED, 1);
-			SCNotifyQueue(rows[i].cache_id, rows[i].key, rows[i].keylen,
-						  SC_NOTIFY_EXPIRE, rows[i].version);
+			SCNotifyQueueWait(rows[i].cache_id, rows[i].key, rows[i].keylen,
+							  SC_NOTIFY_EXPIRE, rows[i].version);
 		}
 		SCAfterApply();
 		removed += nrows;

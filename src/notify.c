@@ -28,6 +28,7 @@
 #include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -37,6 +38,8 @@
 
 #define NOTIFY_QUEUE_SIZE	8192	/* messages */
 #define NOTIFY_PAYLOAD_MAX	7900	/* NOTIFY allows 8000 bytes */
+#define NOTIFY_MAX_WAITS	500		/* of 10 ms, for a waiting writer */
+#define NOTIFY_DRAIN_MAX	4096	/* messages per NOTIFY transaction */
 
 typedef struct NotifyMessage
 {
@@ -64,6 +67,8 @@ static NotifyQueue *queue = NULL;
 /* did this backend queue something since it last woke the worker? */
 static bool queued_since_wake = false;
 
+static void SCAfterApplyForce(void);
+
 static const char *const op_names[] = {"put", "delete", "expire", "evict"};
 
 Size
@@ -81,28 +86,46 @@ SCNotifyShmemInit(void *ptr, bool found)
 	queue->lock = &(GetNamedLWLockTranche("sessioncache"))[SC_NUM_PARTITIONS + 1].lock;
 }
 
+/*
+ * Append a message.  When the ring is full the message is dropped (and a
+ * flush will be sent), unless the caller may wait: the expiry worker waits
+ * for room, up to a few seconds, rather than make every listener drop
+ * everything after a mass expiry.
+ */
 static void
 notify_append(int32 cache_id, SCNotifyOp op, const char *key, int keylen,
-			  int64 version)
+			  int64 version, bool wait)
 {
 	NotifyMessage *m;
+	int			waits = 0;
 
-	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	if (queue->tail - queue->head >= NOTIFY_QUEUE_SIZE)
+	for (;;)
 	{
-		queue->overflowed = true;
-		queue->dropped++;
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		if (queue->tail - queue->head < NOTIFY_QUEUE_SIZE)
+			break;
+		if (!wait || waits++ >= NOTIFY_MAX_WAITS)
+		{
+			queue->overflowed = true;
+			queue->dropped++;
+			LWLockRelease(queue->lock);
+			queued_since_wake = true;
+			return;
+		}
+		LWLockRelease(queue->lock);
+		SCAfterApplyForce();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
-	else
-	{
-		m = &queue->ring[queue->tail % NOTIFY_QUEUE_SIZE];
-		m->cache_id = cache_id;
-		m->op = (uint8) op;
-		m->keylen = (uint8) Min(keylen, SC_KEY_MAX);
-		m->version = version;
-		memcpy(m->key, key, m->keylen);
-		queue->tail++;
-	}
+	m = &queue->ring[queue->tail % NOTIFY_QUEUE_SIZE];
+	m->cache_id = cache_id;
+	m->op = (uint8) op;
+	m->keylen = (uint8) Min(keylen, SC_KEY_MAX);
+	m->version = version;
+	memcpy(m->key, key, m->keylen);
+	queue->tail++;
 	LWLockRelease(queue->lock);
 	queued_since_wake = true;
 }
@@ -117,7 +140,17 @@ SCNotifyQueue(int32 cache_id, const char *key, int keylen, SCNotifyOp op,
 {
 	if (queue == NULL || !SCCacheWantsNotify(cache_id))
 		return;
-	notify_append(cache_id, op, key, keylen, version);
+	notify_append(cache_id, op, key, keylen, version, false);
+}
+
+/* The same, waiting for room when the queue is full (workers only). */
+void
+SCNotifyQueueWait(int32 cache_id, const char *key, int keylen, SCNotifyOp op,
+				  int64 version)
+{
+	if (queue == NULL || !SCCacheWantsNotify(cache_id))
+		return;
+	notify_append(cache_id, op, key, keylen, version, true);
 }
 
 /* Messages were lost before reaching the queue: make listeners flush. */
@@ -142,7 +175,7 @@ SCNotifyFlushCache(const char *name)
 {
 	if (queue == NULL)
 		return;
-	notify_append(0, SC_NOTIFY_FLUSH_CACHE, name, strlen(name), 0);
+	notify_append(0, SC_NOTIFY_FLUSH_CACHE, name, strlen(name), 0, false);
 }
 
 /* Queue a membership view change (sent on sessioncache_membership). */
@@ -151,19 +184,24 @@ SCNotifyMembership(const char *cluster, int64 view_id)
 {
 	if (queue == NULL)
 		return;
-	notify_append(0, SC_NOTIFY_VIEW, cluster, strlen(cluster), view_id);
+	notify_append(0, SC_NOTIFY_VIEW, cluster, strlen(cluster), view_id, false);
 }
 
 /* Wake the worker once per batch of applied changes. */
 void
 SCAfterApply(void)
 {
-	Latch	   *latch;
-
 	if (!queued_since_wake || queue == NULL)
 		return;
+	SCAfterApplyForce();
+}
+
+static void
+SCAfterApplyForce(void)
+{
+	Latch	   *latch = queue->worker_latch;
+
 	queued_since_wake = false;
-	latch = queue->worker_latch;
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -223,7 +261,7 @@ SCNotifyDrain(void)
 	if (head == tail && !overflowed)
 		return 0;
 
-	n = (int) Min(tail - head, (uint64) 1024);
+	n = (int) Min(tail - head, (uint64) NOTIFY_DRAIN_MAX);
 	batch = palloc(sizeof(NotifyMessage) * Max(n, 1));
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	for (i = 0; i < n; i++)

@@ -430,6 +430,8 @@ extern Size SCNotifyShmemSize(void);
 extern void SCNotifyShmemInit(void *ptr, bool found);
 extern void SCNotifyQueue(int32 cache_id, const char *key, int keylen,
 						  SCNotifyOp op, int64 version);
+extern void SCNotifyQueueWait(int32 cache_id, const char *key, int keylen,
+							  SCNotifyOp op, int64 version);
 extern void SCNotifyOverflow(void);
 extern void SCNotifyFlushCache(const char *name);
 extern void SCNotifyMembership(const char *cluster, int64 view_id);
@@ -451,6 +453,7 @@ typedef enum SCWorkerKind
 } SCWorkerKind;
 
 #define SC_WORKER_BATCH		1000	/* a round this big runs again at once */
+#define SC_NOTIFY_GATHER_MS	5		/* pause of the notify worker after a round */
 
 typedef struct SCWorkerInfo
 {

@@ -334,6 +334,15 @@ sc_worker_main(Datum arg)
 		/* a full batch means more is waiting: go on at once */
 		if (items >= SC_WORKER_BATCH && !failed)
 			continue;
+
+		/*
+		 * Every committing writer sets the notify worker's latch: a short
+		 * pause after a round lets messages gather, so that one NOTIFY
+		 * transaction carries many (well within the 100 ms budget).
+		 */
+		if (kind == SC_WORKER_NOTIFY && items > 0)
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 SC_NOTIFY_GATHER_MS, PG_WAIT_EXTENSION);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 worker_period_ms(kind), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
