@@ -232,10 +232,9 @@ SCPendingAdd(SCOpKind kind, const SCCacheDef *def, SCHash hash,
 	MemoryContext old;
 	SCPendingOp *op;
 
+	/* the transaction's own context: it goes away with the transaction */
 	if (pending_cxt == NULL)
-		pending_cxt = AllocSetContextCreate(TopTransactionContext,
-											"sessioncache pending writes",
-											ALLOCSET_SMALL_SIZES);
+		pending_cxt = TopTransactionContext;
 	old = MemoryContextSwitchTo(pending_cxt);
 	op = palloc0(sizeof(SCPendingOp));
 	op->kind = kind;
