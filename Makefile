@@ -53,3 +53,10 @@ include $(PGXS)
 # test/sessioncache.conf (set after PGXS, which has its own defaults)
 CONTRIB_TESTDB = sessioncache_test
 ISOLATION_TESTDB = sessioncache_test
+
+# the 32-client, 5-minute mixed load test of bench/load.sh (by hand, as root)
+.PHONY: load bench
+load:
+	bench/load.sh
+bench:
+	bench/run.sh
