@@ -822,8 +822,9 @@ class Scenario:
                                 oldest_lost = age if oldest_lost is None else max(oldest_lost, age)
                     if last < lb - 1e-3 or last > now + 1e-3:
                         timers += 1
-                        examples.append("%s %s: last_access %.3f s before the last touch it must"
-                                        " reflect, %.3f s before now" % (cache, key, lb - last, now - last))
+                        examples.append("%s %s: last_access %.3f s before the last touch it"
+                                        " must reflect, %.3f s before now"
+                                        % (cache, key, lb - last, now - last))
             # the server's own view of itself
             try:
                 conn.execute("SELECT sessioncache.check_memory()")
