@@ -135,14 +135,18 @@ SCIntervalToUs(Interval *iv, const char *what)
 	return (int64) us;
 }
 
-/* Load the slots from sessioncache.cache_defs.  Caller holds lock exclusive. */
-static void
-caches_load(void)
+/*
+ * Read sessioncache.cache_defs into defs[]; returns how many.  No lock is
+ * held: SQL may wait for heavyweight locks, which must never happen under
+ * an LWLock.
+ */
+static int
+caches_read_table(SCCacheDef *defs)
 {
 	int			ret;
 	uint64		i;
-	bool		used[SC_MAX_CACHES] = {0};
 	SCSpiState	spi;
+	MemoryContext old;
 
 	SCSpiBegin(&spi);
 	ret = SPI_execute("SELECT id, name, durable, notify, per_user_policy,"
@@ -155,68 +159,92 @@ caches_load(void)
 	if (SPI_processed > SC_MAX_CACHES)
 		elog(ERROR, "sessioncache.cache_defs has more than %d rows",
 			 SC_MAX_CACHES);
-
+	old = MemoryContextSwitchTo(spi.caller_cxt);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		SCCacheDef	def;
+		SCCacheDef *def = &defs[i];
 		bool		isnull;
 		Datum		d;
-		char	   *policy;
-		int			s;
 
-		memset(&def, 0, sizeof(def));
-		def.id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		strlcpy(def.name, SPI_getvalue(tup, desc, 2), sizeof(def.name));
-		def.durable = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		def.notify = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		policy = SPI_getvalue(tup, desc, 5);
-		def.evict_oldest = (strcmp(policy, "evict_oldest") == 0);
-		def.max_per_user = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		memset(def, 0, sizeof(SCCacheDef));
+		def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(def->name, SPI_getvalue(tup, desc, 2), sizeof(def->name));
+		def->durable = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		def->notify = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		def->evict_oldest = (strcmp(SPI_getvalue(tup, desc, 5), "evict_oldest") == 0);
+		def->max_per_user = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 		d = SPI_getbinval(tup, desc, 7, &isnull);
-		def.idle_us = isnull ? 0 : SCIntervalToUs(DatumGetIntervalP(d), "idle_timeout");
+		def->idle_us = isnull ? 0 : SCIntervalToUs(DatumGetIntervalP(d), "idle_timeout");
 		d = SPI_getbinval(tup, desc, 8, &isnull);
-		def.max_us = isnull ? 0 : SCIntervalToUs(DatumGetIntervalP(d), "max_lifespan");
-
-		/* keep the slot (and counters) a cache already has */
-		for (s = 0; s < SC_MAX_CACHES; s++)
-			if (caches->slots[s].def.id == def.id)
-				break;
-		if (s == SC_MAX_CACHES)
-			s = caches_free_slot(def.id, used);
-		if (s < 0)
-			elog(ERROR, "no free sessioncache slot");
-		caches->slots[s].def = def;
-		used[s] = true;
+		def->max_us = isnull ? 0 : SCIntervalToUs(DatumGetIntervalP(d), "max_lifespan");
 	}
-	/* forget slots of caches no longer in the table */
-	for (i = 0; i < SC_MAX_CACHES; i++)
-		if (!used[i])
-			caches->slots[i].def.id = 0;
+	MemoryContextSwitchTo(old);
+	ret = (int) SPI_processed;
 	SCSpiEnd(&spi);
-	caches->loaded = true;
-	pg_atomic_fetch_add_u64(&caches->generation, 1);
+	return ret;
 }
 
-
-/* Make sure the shared slots reflect the table (after a start). */
+/*
+ * Make sure the shared slots reflect the table (after a start or a new
+ * installation).  The table is read without any lock; the result is
+ * installed only if no define or drop committed meanwhile (the generation
+ * did not move), else read again.
+ */
 void
 SCCachesEnsureLoaded(void)
 {
-	if (caches->loaded)
-		return;
-	LWLockAcquire(caches->lock, LW_EXCLUSIVE);
-	PG_TRY();
+	SCCacheDef	defs[SC_MAX_CACHES];
+
+	while (!caches->loaded)
 	{
-		if (!caches->loaded)
-			caches_load();
-	}
-	PG_FINALLY();
-	{
+		uint64		gen = pg_atomic_read_u64(&caches->generation);
+		int			n = caches_read_table(defs);
+		bool		used[SC_MAX_CACHES] = {0};
+		int			i,
+					s,
+					k;
+
+		LWLockAcquire(caches->lock, LW_EXCLUSIVE);
+		if (caches->loaded || pg_atomic_read_u64(&caches->generation) != gen)
+		{
+			LWLockRelease(caches->lock);
+			continue;
+		}
+		/* keep the slots (and counters) of caches still in the table */
+		for (s = 0; s < SC_MAX_CACHES; s++)
+		{
+			for (i = 0; i < n; i++)
+				if (caches->slots[s].def.id == defs[i].id)
+					break;
+			if (i < n)
+			{
+				caches->slots[s].def = defs[i];
+				used[s] = true;
+			}
+			else
+				caches->slots[s].def.id = 0;
+		}
+		/* and give the others a free slot */
+		for (i = 0; i < n; i++)
+		{
+			for (s = 0; s < SC_MAX_CACHES; s++)
+				if (used[s] && caches->slots[s].def.id == defs[i].id)
+					break;
+			if (s < SC_MAX_CACHES)
+				continue;
+			s = caches_free_slot(defs[i].id, used);
+			Assert(s >= 0);		/* n <= SC_MAX_CACHES */
+			for (k = 0; k < SC_NUM_STATS; k++)
+				pg_atomic_write_u64(&caches->slots[s].stats[k], 0);
+			caches->slots[s].def = defs[i];
+			used[s] = true;
+		}
+		caches->loaded = true;
+		pg_atomic_fetch_add_u64(&caches->generation, 1);
 		LWLockRelease(caches->lock);
 	}
-	PG_END_TRY();
 }
 
 /* Refresh this backend's copy when the shared one changed. */
