@@ -129,20 +129,25 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 /*
  * Insert or replace the row of a put.  The stored version never goes
  * backwards, even against a row written before a restart; returns it.
+ * With keep_live_created (the caller did not read the row), a live row's
+ * created_at is kept and returned in *created_at.
  */
 int64
 SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 				  Jsonb *value, const char *user, int userlen,
 				  const SCEntryTimeouts *timeouts, int64 version,
-				  TimestampTz created_at, TimestampTz now)
+				  TimestampTz *created_at, TimestampTz now,
+				  bool keep_live_created)
 {
-	Oid			types[10] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[10];
-	char		nulls[10] = "          ";
+	Oid			types[12] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, BOOLOID,
+	INT8OID};
+	Datum		values[12];
+	char		nulls[12] = "            ";
 	SCSpiState	spi;
 	bool		isnull;
 	int			ret;
+	int64		max_us = timeouts->max_us ? timeouts->max_us : def->max_us;
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
@@ -151,7 +156,7 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 	else
 		nulls[2] = 'n';
 	values[3] = JsonbPGetDatum(value);
-	values[4] = TimestampTzGetDatum(created_at);
+	values[4] = TimestampTzGetDatum(*created_at);
 	values[5] = TimestampTzGetDatum(now);
 	values[6] = Int64GetDatum(timeouts->idle_us);
 	if (timeouts->idle_us == 0)
@@ -160,7 +165,9 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 	if (timeouts->max_us == 0)
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(version);
-	values[9] = TimestampTzGetDatum(SCComputeExpiry(def, timeouts, created_at, now));
+	values[9] = TimestampTzGetDatum(SCComputeExpiry(def, timeouts, *created_at, now));
+	values[10] = BoolGetDatum(keep_live_created);
+	values[11] = Int64GetDatum(max_us);
 
 	SCSpiBegin(&spi);
 	ret = SPI_execute_plan(durable_plan(&plan_upsert,
@@ -170,19 +177,25 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 										" ON CONFLICT (cache_id, key) DO UPDATE SET"
 										"  user_id = excluded.user_id, value = excluded.value,"
-										"  created_at = excluded.created_at,"
+										"  created_at = CASE WHEN $11 AND d.expires_at > $6"
+										"               THEN d.created_at ELSE excluded.created_at END,"
 										"  last_access = excluded.last_access,"
 										"  idle_us = excluded.idle_us, max_us = excluded.max_us,"
 										"  version = greatest(excluded.version, d.version + 1),"
-										"  expires_at = excluded.expires_at"
-										" RETURNING version",
-										10, types),
+										"  expires_at = CASE WHEN $11 AND d.expires_at > $6 AND $12 > 0"
+										"               THEN least(excluded.expires_at,"
+										"                          d.created_at + $12 * interval '1 microsecond')"
+										"               ELSE excluded.expires_at END"
+										" RETURNING version, created_at",
+										12, types),
 						   values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not write sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
 	version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
+	*created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
 	SCSpiEnd(&spi);
 	SCAdvanceVersion(version);
 	return version;

@@ -163,8 +163,8 @@ engine_read_committed(const SCCacheDef *def, SCHash hash, const char *key,
  * the committed entry, else (durable caches) the row, filling shared memory.
  */
 static bool
-engine_read(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
-			bool want_value, SCKeyState *st)
+engine_read_ex(const SCCacheDef *def, SCHash hash, const char *key,
+			   int keylen, bool want_value, SCKeyState *st, bool fill)
 {
 	SCPendingOp *op = SCPendingFind(def->id, hash, key, keylen);
 	uint64		write_gen;
@@ -191,10 +191,17 @@ engine_read(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
 	if (engine_read_committed(def, hash, key, keylen, want_value, st,
 							  &write_gen))
 		return true;
-	if (def->durable)
+	if (def->durable && fill)
 		return engine_fill(def, hash, key, keylen, want_value, st,
 						   write_gen);
 	return false;
+}
+
+static bool
+engine_read(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
+			bool want_value, SCKeyState *st)
+{
+	return engine_read_ex(def, hash, key, keylen, want_value, st, true);
 }
 
 static void
@@ -332,14 +339,16 @@ engine_fill(const SCCacheDef *def, SCHash hash, const char *key, int keylen,
 /*
  * Stage a put of the key's new state: the pending op first (so an error
  * cannot leak the block), then the durable row (which may raise the
- * version past a row written before a restart), then the block.  Returns
+ * version past a row written before a restart, and, when row_may_exist,
+ * keep the created_at of a live row nobody read), then the block.  Returns
  * the version.
  */
 static int64
 engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 				 int keylen, Jsonb *value, const char *user, int userlen,
 				 const SCEntryTimeouts *timeouts, int64 version,
-				 TimestampTz created_at, TimestampTz now)
+				 TimestampTz created_at, TimestampTz now,
+				 bool row_may_exist)
 {
 	SCPendingOp *op;
 	Size		nbytes;
@@ -367,7 +376,8 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 	SCPendingSetUser(op, user, userlen);
 	if (def->durable)
 		version = SCDurableWritePut(def, key, keylen, value, user, userlen,
-									timeouts, version, created_at, now);
+									timeouts, version, &created_at, now,
+									row_may_exist);
 	op->version = version;
 	op->staged = engine_stage_entry(def, hash, key, keylen, value, user,
 									userlen, timeouts, version, created_at,
@@ -385,9 +395,17 @@ SCPut(const SCCacheDef *def, const char *key, int keylen, Jsonb *value,
 	TimestampTz now;
 	int64		version;
 	SCEntryTimeouts timeouts;
+	bool		skip_row;
 
 	SCLockKey(def->id, hash);
-	have = engine_read(def, hash, key, keylen, false, &cur);
+
+	/*
+	 * A durable key not in memory need not be read first: the upsert keeps
+	 * the row's created_at and raises its version by itself.  A per-user
+	 * limit needs to know the key's current user, so it does read.
+	 */
+	skip_row = def->durable && def->max_per_user == 0;
+	have = engine_read_ex(def, hash, key, keylen, false, &cur, !skip_row);
 	now = GetCurrentTimestamp();
 
 	if (def->max_per_user > 0 && user != NULL &&
@@ -402,7 +420,7 @@ SCPut(const SCCacheDef *def, const char *key, int keylen, Jsonb *value,
 		version = Max(version, cur.version + 1);
 	return engine_stage_put(def, hash, key, keylen, value, user, userlen,
 							&timeouts, version, have ? cur.created_at : now,
-							now);
+							now, !have && skip_row);
 }
 
 /*
@@ -466,7 +484,7 @@ SCPatch(const SCCacheDef *def, const char *key, int keylen, Jsonb *patch)
 												JsonbPGetDatum(patch)));
 	engine_stage_put(def, hash, key, keylen, merged, cur.user, cur.userlen,
 					 &cur.timeouts, Max(SCNextVersion(), cur.version + 1),
-					 cur.created_at, GetCurrentTimestamp());
+					 cur.created_at, GetCurrentTimestamp(), false);
 	return merged;
 }
 
@@ -551,14 +569,15 @@ SCIncr(const SCCacheDef *def, const char *key, int keylen,
 						 engine_with_counter(cur.value, field, n),
 						 cur.user, cur.userlen, &cur.timeouts,
 						 Max(SCNextVersion(), cur.version + 1),
-						 cur.created_at, now);
+						 cur.created_at, now, false);
 	else
 	{
 		if (def->max_per_user > 0 && user != NULL)
 			SCEnforceUserLimit(def, user, userlen, key, keylen);
 		engine_stage_put(def, hash, key, keylen,
 						 engine_with_counter(NULL, field, n),
-						 user, userlen, &none, SCNextVersion(), now, now);
+						 user, userlen, &none, SCNextVersion(), now, now,
+						 false);
 	}
 	return n;
 }

@@ -393,8 +393,8 @@ extern bool SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 extern int64 SCDurableWritePut(const SCCacheDef *def, const char *key,
 							   int keylen, Jsonb *value, const char *user,
 							   int userlen, const SCEntryTimeouts *timeouts,
-							   int64 version, TimestampTz created_at,
-							   TimestampTz now);
+							   int64 version, TimestampTz *created_at,
+							   TimestampTz now, bool keep_live_created);
 extern void SCDurableWriteDelete(const SCCacheDef *def, const char *key,
 								 int keylen);
 extern void SCDurableTouch(const SCCacheDef *def, const char *key, int keylen,
