@@ -31,7 +31,7 @@
 #define BLOCK_USED			0x1
 #define BLOCK_SIZE_MASK		(~(uint32) (BLOCK_ALIGN - 1))
 #define SMALL_LIMIT			1024	/* exact classes below this */
-#define SUBCLASS_BITS		3		/* eight classes per power of two */
+#define SUBCLASS_BITS		3	/* eight classes per power of two */
 
 typedef struct ArenaBlock
 {

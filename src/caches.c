@@ -487,9 +487,9 @@ SCDefineCache(SCCacheDef *def, Interval *idle, Interval *max, bool *created)
 
 	SCSpiBegin(&spi);
 
+	values[0] = CStringGetTextDatum(def->name);
 	ret = SPI_execute_with_args("SELECT id, durable FROM sessioncache.cache_defs WHERE name = $1",
-								1, types, (Datum[]) {CStringGetTextDatum(def->name)},
-								NULL, true, 1);
+								1, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read sessioncache.cache_defs");
 	*created = (SPI_processed == 0);

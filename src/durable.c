@@ -79,11 +79,11 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	SCSpiBegin(&spi);
 	ret = SPI_execute_snapshot(durable_plan(&plan_read,
-										"SELECT user_id, value, created_at, last_access,"
-										" coalesce(idle_us, 0), coalesce(max_us, 0), version"
-										" FROM sessioncache.durable_entries"
-										" WHERE cache_id = $1 AND key = $2",
-										2, types),
+											"SELECT user_id, value, created_at, last_access,"
+											" coalesce(idle_us, 0), coalesce(max_us, 0), version"
+											" FROM sessioncache.durable_entries"
+											" WHERE cache_id = $1 AND key = $2",
+											2, types),
 							   values, NULL, GetLatestSnapshot(),
 							   InvalidSnapshot, false, false, 1);
 	if (ret != SPI_OK_SELECT)

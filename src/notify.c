@@ -38,7 +38,7 @@
 
 #define NOTIFY_QUEUE_SIZE	8192	/* messages */
 #define NOTIFY_PAYLOAD_MAX	7900	/* NOTIFY allows 8000 bytes */
-#define NOTIFY_MAX_WAITS	500		/* of 10 ms, for a waiting writer */
+#define NOTIFY_MAX_WAITS	500 /* of 10 ms, for a waiting writer */
 #define NOTIFY_DRAIN_MAX	4096	/* messages per NOTIFY transaction */
 
 typedef struct NotifyMessage

@@ -82,7 +82,8 @@ extern bool SCArenaCheck(SCArena *arena, char *base);
 
 /* SCEntry.flags */
 #define SC_ENTRY_HAS_USER		0x01
-#define SC_ENTRY_HAS_TIMEOUTS	0x02	/* per-entry timeouts follow the header */
+#define SC_ENTRY_HAS_TIMEOUTS	0x02	/* per-entry timeouts follow the
+										 * header */
 #define SC_ENTRY_LINKED			0x04	/* in the table (not a staged copy) */
 #define SC_ENTRY_DIRTY			0x08	/* last_access not yet written back */
 
@@ -453,7 +454,7 @@ typedef enum SCWorkerKind
 } SCWorkerKind;
 
 #define SC_WORKER_BATCH		1000	/* a round this big runs again at once */
-#define SC_NOTIFY_GATHER_MS	5		/* pause of the notify worker after a round */
+#define SC_NOTIFY_GATHER_MS	5	/* pause of the notify worker after a round */
 
 typedef struct SCWorkerInfo
 {

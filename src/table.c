@@ -177,7 +177,7 @@ SCTableLink(int partno, uint32 off, TimestampTz expires_at)
 	if (e->flags & SC_ENTRY_HAS_USER)
 	{
 		uint32	   *ubucket =
-			&table_user_buckets(base)[table_user_bucket_of(e->user_hash)];
+		&table_user_buckets(base)[table_user_bucket_of(e->user_hash)];
 
 		e->user_next = *ubucket;
 		*ubucket = off;
