@@ -2,7 +2,7 @@
 # Benchmarks of sessioncache: throughput and ratios against a baseline run in
 # the same invocation, never an assertion.  See bench/README.md.
 #
-#     sudo bench/run.sh [all|core|memory|durable|notify|expiry]...
+#     sudo bench/run.sh [all|core|memory|durable|notify|expiry|membership]...
 #
 # Runs as root; starts its own temporary server as user postgres (a fresh
 # initdb in a temporary directory, unix socket only, in that directory, on a
@@ -16,9 +16,12 @@
 #                   for BENCH_SECONDS / BENCH_ROUNDS seconds per round, so that
 #                   a change in the machine's load hits them alike (default 5)
 #   BENCH_KEEP=1    keep the temporary directory (data, server log) at the end
+#   BENCH_CONF      more postgresql.conf lines (after the script's own)
 #
 # The exit status is 0 when every case ran, whatever the figures are: the
-# targets are printed beside the figures, never asserted.
+# targets are printed beside the figures, never asserted.  It is 1 when the
+# server crashed during a case that watches for it (the summary is printed
+# all the same).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,30 +31,18 @@ ROUNDS=${BENCH_ROUNDS:-5}
 case $ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 [ "$ROUNDS" -gt "$T" ] && ROUNDS=$T
 
-all_sections="core memory durable notify expiry"
+all_sections="core memory durable notify expiry membership"
 sections=()
 for a in "${@:-all}"; do
     case $a in
         all) read -r -a sections <<<"$all_sections" ;;
-        core | memory | durable | notify | expiry) sections+=("$a") ;;
-        *) echo "usage: $0 [all|core|memory|durable|notify|expiry]..." >&2; exit 2 ;;
+        core | memory | durable | notify | expiry | membership) sections+=("$a") ;;
+        *) echo "usage: $0 [all|core|memory|durable|notify|expiry|membership]..." >&2; exit 2 ;;
     esac
 done
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "run as root: the server is started as user postgres" >&2
-    exit 2
-fi
-
-bindir=$(pg_config --bindir)
-for tool in initdb pg_ctl postgres; do
-    [ -x "$bindir/$tool" ] || { echo "missing $bindir/$tool" >&2; exit 2; }
-done
-for tool in psql pgbench; do
-    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
-done
-[ -f "$(pg_config --pkglibdir)/sessioncache.so" ] ||
-    { echo "sessioncache is not installed: cd /work/main && make && make install" >&2; exit 2; }
+. "$here/common.sh"
+bench_preflight
 
 # a python3 that has psycopg (for the LISTEN client), if any
 python=
@@ -62,61 +53,9 @@ for p in python3 /usr/bin/python3; do
     fi
 done
 
-progress() { printf '# %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------- server
 
-work=$(mktemp -d /tmp/sessioncache-bench.XXXXXX)
-chmod 755 "$work"
-chown postgres: "$work"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-server_pid=
-
-cleanup() {
-    local status=$?
-    local p
-    set +e
-    # our background jobs still running (listener, poller): by pid
-    for p in $(jobs -pr); do
-        kill "$p" 2>/dev/null
-    done
-    # a server whose start timed out has a pid file all the same
-    if [ -z "$server_pid" ] && [ -f "$work/data/postmaster.pid" ]; then
-        server_pid=$(head -n 1 "$work/data/postmaster.pid")
-    fi
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        progress "stopping the server (pid $server_pid)"
-        kill -INT "$server_pid"
-        for _ in $(seq 1 600); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$server_pid" 2>/dev/null && kill -QUIT "$server_pid"
-    fi
-    if [ $status -ne 0 ] && [ -f "$work/server.log" ]; then
-        echo "=== last lines of the server log" >&2
-        tail -n 40 "$work/server.log" >&2
-    fi
-    if [ "${BENCH_KEEP:-0}" = 1 ] || [ $status -ne 0 ]; then
-        echo "kept $work" >&2
-    else
-        rm -rf "$work"
-    fi
-    exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-progress "initdb in $work/data"
-runuser -u postgres -- "$bindir/initdb" -D "$work/data" -A trust -U postgres \
-    -E UTF8 --no-sync >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; exit 1; }
-cat >>"$work/data/postgresql.conf" <<EOF
-
-# bench/run.sh
-listen_addresses = ''
-unix_socket_directories = '$work'
-port = $port
+bench_server_start bench <<'EOF'
 max_connections = 50
 shared_preload_libraries = 'sessioncache'
 sessioncache.database = 'postgres'
@@ -129,19 +68,13 @@ checkpoint_timeout = '30min'
 autovacuum = off
 jit = off
 EOF
-runuser -u postgres -- "$bindir/pg_ctl" -D "$work/data" -l "$work/server.log" \
-    -w -t 60 start >/dev/null
-server_pid=$(head -n 1 "$work/data/postmaster.pid")
-progress "server pid $server_pid, socket $work, port $port"
-
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres "$@"; }
 dsn="host=$work port=$port user=postgres dbname=postgres"
 
 # ---------------------------------------------------------------- report
 
 summary=()
 # add_summary section metric value target status
-add_summary() { summary+=("$(printf '%-8s %-46s %12s  %-10s %s' "$@")"); }
+add_summary() { summary+=("$(printf '%-10s %-46s %12s  %-10s %s' "$@")"); }
 
 # meets VALUE OP LIMIT -> "ok" or "MISSED"
 meets() {
@@ -175,8 +108,12 @@ pgb() {
 # each, and sets TPS[name] (the mean) and SPREAD[name] (max - min of the
 # rounds over the mean, in %).  A CASE is "name|script|clients|options"; a
 # name written "!name" gets a CHECKPOINT before each of its runs, so that
-# every write case starts with the same full-page-write debt.
+# every write case starts with the same full-page-write debt; when
+# $vacuum_before_write names tables, they are vacuumed before that
+# CHECKPOINT (autovacuum is off: a case that updates a small table would
+# otherwise run slower round after round, on its dead rows).
 declare -A TPS SPREAD
+vacuum_before_write=
 measure() {
     local secs=$((T / ROUNDS)) spec name script clients opts r t
     local -A all=()
@@ -185,6 +122,7 @@ measure() {
             IFS='|' read -r name script clients opts <<<"$spec"
             if [[ $name == !* ]]; then
                 name=${name#!}
+                [ -n "$vacuum_before_write" ] && q -c "VACUUM $vacuum_before_write"
                 q -c "CHECKPOINT"
             fi
             # shellcheck disable=SC2086 # opts are words without blanks
@@ -222,16 +160,6 @@ row() {
 # per-second tps of the last pgbench run made with -P 1, one per line
 progress_tps() { awk '/^progress: / { print $4 }' "$work/last_pgbench.out"; }
 
-# fill CACHE FIRST LAST [IDLE_TIMEOUT]: put sess-FIRST..sess-LAST, 1000 per
-# transaction, from one session (two sessions writing more than 64 keys of a
-# cache per transaction can deadlock on its escalated lock)
-fill() {
-    local cache=$1 first=$2 last=$3 idle=${4:-} idle_sql=NULL
-    [ -n "$idle" ] && idle_sql="interval '$idle'"
-    q -c "CALL bench_fill('$cache', $first, $last, \$v\$$val\$v\$, $idle_sql)" ||
-        die "fill of $cache failed"
-}
-
 # wait until the notify worker has sent everything queued (bounded)
 notify_quiet() {
     local i
@@ -268,36 +196,13 @@ listener_stop() {
 
 q -c "CREATE EXTENSION sessioncache"
 
-# a ~400-byte session value (pg_column_size of the jsonb), Keycloak-like
-base='{"user_id": "f3c1e2a4-7b9d-4e15-9a0c-2d8b6e4f1a37", "realm": "master", "ip": "203.0.113.42", "started": 1764200000, "refreshed": 1764200300, "state": "LOGGED_IN", "auth_method": "openid-connect", "remember_me": false, "clients": {"account-console": {"redirect_uri": "https://sso.example.com/realms/master/account/", "scope": "openid profile email"}}, "pad": ""}'
-padlen=$(q -c "SELECT n FROM generate_series(0, 400) n
-               WHERE pg_column_size(jsonb_set(\$v\$$base\$v\$::jsonb, '{pad}', to_jsonb(repeat('x', n)))) >= 400
-               ORDER BY n LIMIT 1")
-val=$(q -c "SELECT jsonb_set(\$v\$$base\$v\$::jsonb, '{pad}', to_jsonb(repeat('x', $padlen)))::text")
-val_bytes=$(q -c "SELECT pg_column_size(\$v\$$val\$v\$::jsonb)")
+bench_session_value
 # the reference "returning the value": the same jsonb as a constant
 printf -- "-- the session value as a constant (generated by run.sh)\nSELECT '%s'::jsonb;\n" "$val" \
     >"$work/value_const.sql"
 
+bench_create_fill
 q <<'EOF'
--- put sess-first..sess-last (user user-<k mod 100000>), 1000 per transaction:
--- each put holds a key lock until commit, so one huge transaction would run
--- out of lock table
-CREATE PROCEDURE bench_fill(c text, first bigint, last bigint, v jsonb,
-                            idle interval DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-    i bigint := first;
-BEGIN
-    WHILE i <= last LOOP
-        PERFORM sessioncache.put(c, 'sess-' || j, v, 'user-' || (j % 100000), idle)
-            FROM generate_series(i, least(i + 999, last)) j;
-        COMMIT;
-        i := i + 1000;
-    END LOOP;
-END
-$$;
-
 -- poll cache_stats.expired every 10 ms until it reaches target (or the
 -- deadline): ms from the first expiry to the first expired entry counted,
 -- ms from the last expiry to the count reaching target, the final count
@@ -324,6 +229,55 @@ BEGIN
         done_ms := extract(epoch FROM clock_timestamp() - last_exp) * 1000;
     END IF;
     final := n;
+END
+$$;
+
+-- join per members to each of the clusters bench-1..bench-<nclusters> with
+-- a 1-second lease, all in one transaction; after its commit, poll every
+-- 10 ms until sessioncache.members is empty (or timeout_s passed).  Returns
+-- epochs: the start of the joins, the first and the last lease to lapse,
+-- the commit, the first removal seen (a view_id changed) and the moment
+-- sessioncache.members was seen empty (NULL if never); and the members left.
+CREATE PROCEDURE bench_reap(nclusters int, per int, timeout_s float8,
+                            OUT t_start float8, OUT first_lapse float8,
+                            OUT last_lapse float8, OUT t_commit float8,
+                            OUT t_first float8, OUT t_empty float8,
+                            OUT members_left bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    views0 numeric;
+    views numeric;
+    deadline timestamptz;
+BEGIN
+    t_start := extract(epoch FROM clock_timestamp());
+    PERFORM FROM generate_series(1, nclusters) c, generate_series(1, per) g,
+        LATERAL sessioncache.join('bench-' || c, 'node-' || g, lease => '1 second') j;
+    SELECT extract(epoch FROM min(m.lease_expires_at)), extract(epoch FROM max(m.lease_expires_at))
+        INTO first_lapse, last_lapse
+        FROM sessioncache.members m WHERE m.cluster LIKE 'bench-%';
+    SELECT sum(c.view_id) INTO views0 FROM sessioncache.clusters c WHERE c.cluster LIKE 'bench-%';
+    COMMIT;
+    t_commit := extract(epoch FROM clock_timestamp());
+    deadline := clock_timestamp() + make_interval(secs => timeout_s);
+    -- cheap probes (the reaper shares the machine with this loop): a
+    -- cluster's view_id changes when its members are removed, and EXISTS
+    -- stops at the first member left
+    LOOP
+        IF t_first IS NULL THEN
+            SELECT sum(c.view_id) INTO views FROM sessioncache.clusters c
+                WHERE c.cluster LIKE 'bench-%';
+            IF views <> views0 THEN
+                t_first := extract(epoch FROM clock_timestamp());
+            END IF;
+        END IF;
+        IF NOT EXISTS (SELECT FROM sessioncache.members) THEN
+            t_empty := extract(epoch FROM clock_timestamp());
+            EXIT;
+        END IF;
+        EXIT WHEN clock_timestamp() > deadline;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    SELECT count(*) INTO members_left FROM sessioncache.members;
 END
 $$;
 EOF
@@ -704,6 +658,153 @@ section_expiry() {
     q -c "SELECT sessioncache.drop_cache('bench_exp')" >/dev/null
 }
 
+# ---------------------------------------------------------------- membership
+
+# server_crashed LOG_OFFSET WHEN: a statement failed because the server
+# crashed.  Prints the crash lines of the server log written since
+# LOG_OFFSET (bytes), waits (at most 60 s) for the server to accept
+# connections again, and marks the run as failed: the summary is still
+# printed, then run.sh exits 1.
+crashed=0
+server_crashed() {
+    crashed=1
+    printf '  THE SERVER CRASHED %s:\n' "$2"
+    tail -c +"$(($1 + 1))" "$work/server.log" |
+        grep -E 'terminated by signal|exited with exit code|PANIC|reinitializing' | head -n 5 |
+        sed 's/^[^]]*] /    /'
+    for _ in $(seq 1 600); do
+        q -c "SELECT 1" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "the server did not come back within 60 s"
+}
+
+# leave_all: every member of every cluster leaves
+leave_all() {
+    q -c "SELECT sessioncache.leave(member_id) FROM sessioncache.members" >/dev/null
+}
+
+section_membership() {
+    local n=1000 nclusters=10 per=1000 big out mfirst mlast cnt opts r
+    local runs0 runs1 items0 items1 cpu0 cpu1 log0 t_start first_lapse last_lapse t_commit t_first t_empty left
+    local runs_none stat_none sched_none runs_live stat_live sched_live idle_ms reap_ms
+    local upd0 upd1 hot0 hot1 pid pid1 ref
+    big=$((nclusters * per))
+    section_header "membership: heartbeats of $n members with 4 clients; the reaper with $big members"
+
+    # the heartbeat: $n members of cluster 'bench', lease 1 hour
+    q -c "CREATE ROLE bench_async LOGIN SUPERUSER" \
+        -c "ALTER ROLE bench_async SET synchronous_commit = off"
+    out=$(q -F ' ' -c "SELECT min(j.member_id), max(j.member_id), count(*)
+                       FROM generate_series(1, $n) g,
+                       LATERAL sessioncache.join('bench', 'node-' || g, lease => '1 hour') j")
+    read -r mfirst mlast cnt <<<"$out"
+    [ "$cnt" = "$n" ] && [ $((mlast - mfirst + 1)) = "$n" ] ||
+        die "the $n members' ids are not consecutive ($mfirst..$mlast)"
+    opts="-D mfirst=$mfirst -D mlast=$mlast"
+    q -c "VACUUM ANALYZE sessioncache.cluster_members" -c "VACUUM ANALYZE sessioncache.clusters"
+    out=$(q -F ' ' -c "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                       WHERE relid = 'sessioncache.cluster_members'::regclass")
+    read -r upd0 hot0 <<<"$out"
+    # a heartbeat is an UPDATE: vacuum the members before each run
+    vacuum_before_write=sessioncache.cluster_members
+    measure "s1|select1.sql|4|" "!hb|heartbeat.sql|4|$opts" "!hbasync|heartbeat.sql|4|-U bench_async $opts"
+    vacuum_before_write=
+    row "SELECT 1 (baseline)" s1
+    row "heartbeat of a random member" hb s1
+    add_summary membership "heartbeat / SELECT 1" "$r" "-" "info"
+    printf '  reference: the same heartbeats without waiting for the WAL flush at commit:\n'
+    row "heartbeat, synchronous_commit = off" hbasync s1
+    row "heartbeat / that (synchronous_commit = off)" hb hbasync
+    add_summary membership "heartbeat / heartbeat without commit flush" "$r" "-" "info"
+    sleep 1 # the backends' statistics reach the cumulative stats
+    out=$(q -F ' ' -c "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                       WHERE relid = 'sessioncache.cluster_members'::regclass")
+    read -r upd1 hot1 <<<"$out"
+    q -F ' ' -c "SELECT 'check:', count(*), 'members in cluster bench, view_id', min(view_id), '->', max(view_id)
+                 FROM sessioncache.members WHERE cluster = 'bench'" | sed 's/^/  /'
+    printf '  check: %s updates of cluster_members, %s of them HOT\n' "$((upd1 - upd0))" "$((hot1 - hot0))"
+    leave_all
+
+    # the expiry worker's CPU per run with no member at all
+    q -c "VACUUM ANALYZE sessioncache.cluster_members" -c "VACUUM ANALYZE sessioncache.clusters"
+    sleep 2
+    progress "expiry worker CPU with no member"
+    out=$(expiry_cpu)
+    read -r runs_none stat_none sched_none <<<"$out"
+
+    # the expiry worker's CPU per run with $big live members (lease 1 hour)
+    q -c "SELECT count(*) FROM generate_series(1, $nclusters) c, generate_series(1, $per) g,
+              LATERAL sessioncache.join('bench-' || c, 'node-' || g, lease => '1 hour') j" >/dev/null
+    q -c "VACUUM ANALYZE sessioncache.cluster_members" -c "VACUUM ANALYZE sessioncache.clusters"
+    sleep 2
+    progress "expiry worker CPU with $big live members"
+    out=$(expiry_cpu)
+    read -r runs_live stat_live sched_live <<<"$out"
+    printf '  expiry worker CPU per run, no lease lapsing (%s s at expiry_interval 1 s, no cache entries):\n' "$T"
+    printf '    %-16s %5s runs   %8s ms/run (utime+stime)   %8s ms/run (schedstat)\n' \
+        "no member" "$runs_none" "$stat_none" "$sched_none"
+    printf '    %-16s %5s runs   %8s ms/run (utime+stime)   %8s ms/run (schedstat)\n' \
+        "$big members" "$runs_live" "$stat_live" "$sched_live"
+    if [ "$sched_live" != nan ]; then
+        r=$(ratio "$sched_live" "$sched_none")
+    else
+        r=$(ratio "$stat_live" "$stat_none")
+    fi
+    printf '    %s members / none: %s (the reaper'"'"'s idle cost)\n' "$big" "$r"
+    add_summary membership "expiry CPU/run, $big live members / none" "$r" "-" "info"
+
+    # the reaper: $big members with a 1-second lease, joined in one
+    # transaction, so that they become visible to the reaper together
+    leave_all
+    q -c "DROP ROLE bench_async"
+    q -c "VACUUM ANALYZE sessioncache.cluster_members" -c "VACUUM ANALYZE sessioncache.clusters"
+    progress "joining $big members with lease 1 s, then waiting for the reaper"
+    log0=$(wc -c <"$work/server.log")
+    out=$(q -F ' ' -c "SELECT pid, runs, items FROM sessioncache.workers WHERE name = 'expiry'")
+    read -r pid runs0 items0 <<<"$out"
+    cpu0=$(sched_ns "$pid")
+    if ! out=$(q -F ' ' -c "CALL bench_reap($nclusters, $per, 60, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"); then
+        # a crash of the server: say so, let it come back, and fail at the end
+        server_crashed "$log0" "during the reap of $big members"
+        add_summary membership "lapse -> all $big members removed (ms)" "crash" "-" "MISSED"
+        return
+    fi
+    read -r t_start first_lapse last_lapse t_commit t_first t_empty left <<<"$out"
+    out=$(q -F ' ' -c "SELECT pid, runs, items FROM sessioncache.workers WHERE name = 'expiry'")
+    read -r pid1 runs1 items1 <<<"$out"
+    cpu1=$(sched_ns "$pid")
+    [ "$pid1" = "$pid" ] || progress "the expiry worker's pid changed during the reap ($pid -> $pid1)"
+    awk -v s="$t_start" -v c="$t_commit" -v f="$first_lapse" -v l="$last_lapse" -v n=$big -v nc=$nclusters 'BEGIN {
+        printf "  %d members (%d clusters, lease 1 s) joined in one transaction of %.2f s; their leases lapsed %.2f s to %.2f s after its start\n",
+            n, nc, c - s, f - s, l - s }'
+    # the reaper can see a lapsed member from the later of the commit and the
+    # last lapse on
+    ref=$(awk -v c="$t_commit" -v l="$last_lapse" 'BEGIN { printf "%.6f", (l > c) ? l : c }')
+    if [ -n "$t_first" ]; then
+        printf '  commit (or last lapse, if later) -> first cluster'"'"'s members removed: %.0f ms\n' \
+            "$(awk -v a="$t_first" -v r="$ref" 'BEGIN { print (a - r) * 1000 }')"
+    fi
+    if [ -n "$t_empty" ]; then
+        reap_ms=$(awk -v a="$t_empty" -v r="$ref" 'BEGIN { printf "%.0f", (a - r) * 1000 }')
+        printf '  commit (or last lapse, if later) -> sessioncache.members empty: %s ms (expiry_interval 1 s, polled every 10 ms)\n' "$reap_ms"
+        add_summary membership "lapse -> all $big members removed (ms)" "$reap_ms" "-" "info"
+    else
+        printf '  sessioncache.members still had %s members 60 s after the commit\n' "$left"
+        add_summary membership "lapse -> all $big members removed (ms)" "never" "-" "MISSED"
+    fi
+    if [ -n "$cpu0" ] && [ -n "$cpu1" ] && [ "$sched_none" != nan ]; then
+        # the runs made meanwhile cost their idle share anyway: take it off
+        idle_ms=$(awk -v r=$((runs1 - runs0)) -v i="$sched_none" 'BEGIN { printf "%.1f", r * i }')
+        awk -v ns=$((cpu1 - cpu0)) -v r=$((runs1 - runs0)) -v idle="$idle_ms" -v it=$((items1 - items0)) -v n=$big 'BEGIN {
+            net = ns / 1e6 - idle
+            printf "  expiry worker: %.1f ms CPU over its %d runs from the joins'"'"' start to the table empty; minus their idle cost (%.1f ms for %d runs): %.1f ms for removing %d members (%.1f us each; %d removals counted in sessioncache.workers.items)\n",
+                ns / 1e6, r, idle, r, net, n, net * 1000 / n, it }'
+        add_summary membership "reaper CPU per member removed (us)" \
+            "$(awk -v ns=$((cpu1 - cpu0)) -v idle="$idle_ms" -v n=$big 'BEGIN { printf "%.1f", (ns / 1e6 - idle) * 1000 / n }')" "-" "info"
+    fi
+}
+
 # ---------------------------------------------------------------- run
 
 for s in "${sections[@]}"; do
@@ -711,7 +812,11 @@ for s in "${sections[@]}"; do
 done
 
 printf '\n== summary\n'
-printf '%-8s %-46s %12s  %-10s %s\n' section metric value target status
+printf '%-10s %-46s %12s  %-10s %s\n' section metric value target status
 for line in "${summary[@]}"; do
     printf '%s\n' "$line"
 done
+if [ "$crashed" = 1 ]; then
+    printf '\nthe server crashed during the run (see above)\n'
+    exit 1
+fi
