@@ -380,15 +380,20 @@ CREATE VIEW sessioncache.workers AS
 CREATE VIEW sessioncache.notify_stats AS
     SELECT * FROM sessioncache._notify_stats();
 
+-- every live member (a lapsed one is in the view until the reaper removes
+-- it, but not here); is_coordinator is that of the current view
 CREATE VIEW sessioncache.members AS
-    SELECT m.cluster, m.member_id, m.node, m.address, m.joined_at,
-           greatest(m.lease_expires_at, sessioncache._lease_epoch() + m.lease)
-               AS lease_expires_at,
-           m.join_view = min(m.join_view) OVER (PARTITION BY m.cluster)
-               AS is_coordinator,
-           c.view_id
-    FROM sessioncache.cluster_members m
-    JOIN sessioncache.clusters c ON c.cluster = m.cluster;
+    SELECT cluster, member_id, node, address, joined_at, lease_expires_at,
+           is_coordinator, view_id
+    FROM (SELECT m.cluster, m.member_id, m.node, m.address, m.joined_at,
+                 greatest(m.lease_expires_at, sessioncache._lease_epoch() + m.lease)
+                     AS lease_expires_at,
+                 m.join_view = min(m.join_view) OVER (PARTITION BY m.cluster)
+                     AS is_coordinator,
+                 c.view_id
+          FROM sessioncache.cluster_members m
+          JOIN sessioncache.clusters c ON c.cluster = m.cluster) v
+    WHERE lease_expires_at > clock_timestamp();
 
 ------------------------------------------------------------------------
 -- The predefined caches (Keycloak-shaped)

@@ -254,7 +254,9 @@ caches_refresh_local(void)
 	uint64		gen;
 	int			i;
 
-	SCCachesEnsureLoaded();
+	/* loading runs SQL: only inside a transaction (workers refresh outside) */
+	if (IsTransactionState())
+		SCCachesEnsureLoaded();
 	gen = pg_atomic_read_u64(&caches->generation);
 	if (gen == local_generation)
 		return;

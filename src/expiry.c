@@ -330,7 +330,8 @@ expiry_copy_is_live(int32 cache_id, const char *key, int keylen,
  * announcing.  Returns the number of candidates looked at.
  */
 static int64
-expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
+expiry_durable_batch(TimestampTz now, MemoryContext out_cxt,
+					 Expired **gone_out, int *ngone)
 {
 	SCSpiState	spi;
 	int			ret;
@@ -382,7 +383,8 @@ expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
 									1, types, values, NULL, false, 0);
 		if (ret != SPI_OK_DELETE_RETURNING)
 			elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
-		gone = palloc(sizeof(Expired) * Max(SPI_processed, 1));
+		/* outlives SPI and the transaction: the caller reads it after */
+		gone = MemoryContextAlloc(out_cxt, sizeof(Expired) * Max(SPI_processed, 1));
 		for (i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
@@ -410,6 +412,7 @@ expiry_durable_batch(TimestampTz now, Expired **gone_out, int *ngone)
 int64
 SCExpiryRun(void)
 {
+	MemoryContext round_cxt = CurrentMemoryContext;
 	Expired    *gone = palloc(sizeof(Expired) * SC_WHEEL_GONE_MAX);
 	TimestampTz now;
 	int64		removed = 0;
@@ -434,7 +437,7 @@ SCExpiryRun(void)
 		int			i;
 
 		SCWorkerBeginTransaction();
-		batch = expiry_durable_batch(now, &rows, &nrows);
+		batch = expiry_durable_batch(now, round_cxt, &rows, &nrows);
 		SCWorkerCommit();
 		/* a full batch of live copies: wait for their rows to catch up */
 		if (nrows == 0)

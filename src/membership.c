@@ -134,22 +134,26 @@ SCMembershipReap(void)
 	int64		removed = 0;
 	uint64		i;
 	int			ret;
-	Oid			types[1] = {TIMESTAMPTZOID};
-	Datum		values[1];
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	MemoryContext round_cxt = CurrentMemoryContext;	/* outlives the
+														 * transactions */
 
 	SCWorkerBeginTransaction();
 	epoch = SCLeaseEpoch();
 	values[0] = TimestampTzGetDatum(epoch);
+	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	SCSpiBegin(&spi);
+	/* a parameter, not clock_timestamp(), so that the lease index is used */
 	ret = SPI_execute_with_args("SELECT DISTINCT cluster FROM sessioncache.cluster_members"
-								" WHERE lease_expires_at <= clock_timestamp()"
-								" AND $1 + lease <= clock_timestamp() ORDER BY 1",
-								1, types, values, NULL, true, 0);
+								" WHERE lease_expires_at <= $2"
+								" AND $1 + lease <= $2 ORDER BY 1",
+								2, types, values, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not scan members: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(spi.caller_cxt);
+		MemoryContext old = MemoryContextSwitchTo(round_cxt);
 
 		clusters = lappend(clusters, SPI_getvalue(SPI_tuptable->vals[i],
 												  SPI_tuptable->tupdesc, 1));

@@ -188,19 +188,27 @@ worker_record(SCWorkerKind kind, int64 items, bool error, double duration_ms)
  * time is set first: a worker runs no client statements, and without it
  * now() would stay at the moment the worker started.
  */
+static MemoryContext worker_outer_cxt = NULL;
+
 void
 SCWorkerBeginTransaction(void)
 {
+	worker_outer_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
+/*
+ * Commit, and return to the memory context the transaction began in (the
+ * worker's round context), which CommitTransactionCommand does not do.
+ */
 void
 SCWorkerCommit(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(worker_outer_cxt);
 }
 
 /* is the extension installed (the workers idle until it is)? */

@@ -36,7 +36,8 @@
 
 #include "sessioncache.h"
 
-#define WRITEBACK_BATCH		10000
+#define WRITEBACK_BATCH		10000	/* entries collected per round */
+#define WRITEBACK_CHUNK		500		/* rows updated per transaction */
 #define PREWARM_BATCH		1000
 #define SCAN_BUCKETS		1024	/* buckets visited per lock hold */
 
@@ -101,38 +102,27 @@ writeback_collect(DirtyEntry *out, int max)
 	return n;
 }
 
-/* One round of the writeback worker.  Returns the rows written. */
-int64
-SCWritebackRun(void)
+/*
+ * Write one chunk of collected touches in a transaction of its own.  Small
+ * chunks keep short the time a writer of one of these keys waits for the
+ * row lock.  Returns the rows written.
+ */
+static int64
+writeback_write(DirtyEntry *dirty, int n)
 {
-	DirtyEntry *dirty;
-	int			n;
-	int			i;
-	Datum	   *ids,
-			   *keys,
-			   *las,
-			   *exps;
-	Oid			types[4] = {INT4ARRAYOID, TEXTARRAYOID, 1185 /* timestamptz[] */ ,
-	1185};
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *keys = palloc(sizeof(Datum) * n);
+	Datum	   *las = palloc(sizeof(Datum) * n);
+	Datum	   *exps = palloc(sizeof(Datum) * n);
+	Oid			types[4] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	TIMESTAMPTZARRAYOID};
 	Datum		values[4];
 	SCSpiState	spi;
 	int			ret;
+	int			i;
 	int64		written;
 
 	SCWorkerBeginTransaction();
-	SCCachesEnsureLoaded();
-	dirty = palloc(sizeof(DirtyEntry) * WRITEBACK_BATCH);
-	n = writeback_collect(dirty, WRITEBACK_BATCH);
-	if (n == 0)
-	{
-		SCWorkerCommit();
-		return 0;
-	}
-
-	ids = palloc(sizeof(Datum) * n);
-	keys = palloc(sizeof(Datum) * n);
-	las = palloc(sizeof(Datum) * n);
-	exps = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 	{
 		ids[i] = Int32GetDatum(dirty[i].cache_id);
@@ -161,6 +151,27 @@ SCWritebackRun(void)
 	written = (int64) SPI_processed;
 	SCSpiEnd(&spi);
 	SCWorkerCommit();
+	return written;
+}
+
+/* One round of the writeback worker.  Returns the rows written. */
+int64
+SCWritebackRun(void)
+{
+	DirtyEntry *dirty = palloc(sizeof(DirtyEntry) * WRITEBACK_BATCH);
+	int			n;
+	int			done;
+	int64		written = 0;
+
+	/* the definitions, loaded in a transaction; the copy outlives it */
+	SCWorkerBeginTransaction();
+	SCCachesEnsureLoaded();
+	SCCachesRefresh();
+	SCWorkerCommit();
+
+	n = writeback_collect(dirty, WRITEBACK_BATCH);
+	for (done = 0; done < n; done += WRITEBACK_CHUNK)
+		written += writeback_write(dirty + done, Min(WRITEBACK_CHUNK, n - done));
 	return written;
 }
 
