@@ -60,3 +60,6 @@ load:
 	bench/load.sh
 bench:
 	bench/run.sh
+
+# every object depends on the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/sessioncache.h

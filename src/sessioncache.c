@@ -250,9 +250,12 @@ sc_owner(void)
 
 /*
  * Connect to SPI and run as the tables' owner, with the durable table's
- * guard lifted.  The app role may call the functions without any right on
- * the tables.  An error restores the user (transaction abort does) and the
- * guard (SCInternalWriteReset at abort).
+ * guard lifted and search_path pinned to pg_catalog: the internal SQL must
+ * never resolve an operator or function through the caller's search_path
+ * (it would run the caller's code with the owner's rights).  The app role
+ * may call the functions without any right on the tables.  An error
+ * restores the user and the setting (transaction abort does) and the guard
+ * (SCInternalWriteReset at abort).
  */
 void
 SCSpiBegin(SCSpiState *state)
@@ -264,6 +267,10 @@ SCSpiBegin(SCSpiState *state)
 	SetUserIdAndSecContext(owner, state->save_sec |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	state->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	state->save_internal = internal_write;
 	internal_write = true;
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -274,6 +281,7 @@ void
 SCSpiEnd(SCSpiState *state)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, state->save_nestlevel);
 	internal_write = state->save_internal;
 	SetUserIdAndSecContext(state->save_user, state->save_sec);
 }

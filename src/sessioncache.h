@@ -200,8 +200,8 @@ typedef struct SCHash
 #define ERRCODE_SC_LEASE_LAPSED	MAKE_SQLSTATE('S','C','0','0','1')
 #define ERRCODE_SC_USER_LIMIT	MAKE_SQLSTATE('S','C','0','0','2')
 
-/* longest timeout accepted: 100 years */
-#define SC_MAX_TIMEOUT_US		(INT64CONST(100) * 365 * USECS_PER_DAY)
+/* longest timeout accepted: 100 years of 365.25 days */
+#define SC_MAX_TIMEOUT_US		(INT64CONST(36525) * USECS_PER_DAY)
 
 /* table.c */
 extern SCHash SCHashKey(int32 cache_id, const char *key, int keylen);
@@ -485,6 +485,7 @@ typedef struct SCSpiState
 	Oid			save_user;
 	int			save_sec;
 	bool		save_internal;
+	int			save_nestlevel; /* of the pinned search_path */
 } SCSpiState;
 
 extern void SCCheckUsable(void);
