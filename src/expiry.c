@@ -294,7 +294,8 @@ wheel_reslot_all(TimestampTz now)
 /*
  * Is the shared copy of this key live (present and not expired)?  When it
  * is, its row only looks expired because a touch has not been written back
- * yet: mark it for the writeback worker so the row catches up.
+ * yet: mark it for the writeback worker so the row catches up.  An expired
+ * copy is removed.
  */
 static bool
 expiry_copy_is_live(int32 cache_id, const char *key, int keylen,
@@ -317,6 +318,15 @@ expiry_copy_is_live(int32 cache_id, const char *key, int keylen,
 		live = SCExpiresAt(&def, e) > now;
 		if (live)
 			e->flags |= SC_ENTRY_DIRTY;
+		else
+		{
+			/*
+			 * Its row is about to go: take the expired copy away now, so
+			 * that a later define_cache with longer timeouts cannot bring
+			 * it back without its row.
+			 */
+			SCTableRemove(hash.partno, off);
+		}
 	}
 	LWLockRelease(part->lock);
 	return live;

@@ -454,14 +454,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				if (pv->subid == mySubid)
 					pending_views = foreach_delete_current(pending_views, lc);
 			}
-			/* the savepoint's locks are released: so is an escalation in it */
-			foreach(lc, cache_locks)
-			{
-				CacheLocks *cl = lfirst(lc);
-
-				if (cl->escalated && cl->escalated_subid == mySubid)
-					cl->escalated = false;
-			}
+			/*
+			 * The savepoint's locks are released, perhaps a cache lock taken
+			 * in it: forget what we know, so that the next write takes the
+			 * cache lock and checks the cache again (a drop_cache may commit
+			 * in between).  Escalations are taken again if still needed.
+			 */
+			cache_locks = NIL;
 			SCCachesSubXactEnd(mySubid, parentSubid, false);
 			break;
 		default:
