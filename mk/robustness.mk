@@ -87,7 +87,7 @@ lint-clang-tidy:
 # late, with the extension, misses PostgreSQL's siglongjmp and reports every
 # ereport(ERROR) as a stack-buffer-overflow.  So PostgreSQL itself is built
 # with -fsanitize=address once, from a source tree (PG_SRC, by default the
-# one beside the checkout), into $(ROBUST_DIR)/postgresql-asan (about 15 minutes the
+# one beside the checkout; MAKELEVEL=0 makes it generate its headers), into $(ROBUST_DIR)/postgresql-asan (about 15 minutes the
 # first time, then reused), and the extension is built and installed there.
 # The system installation is never touched.
 # ---------------------------------------------------------------------------
@@ -102,7 +102,7 @@ ASAN_CFLAGS = -O1 -g -fsanitize=address -fno-omit-frame-pointer
 # freeing, so leak reports would be noise
 ASAN_RUN_OPTIONS = detect_leaks=0:abort_on_error=1:disable_coredump=0:print_stacktrace=1
 
-$(ASAN_PG)/bin/pg_config asan: export ASAN_OPTIONS = $(ASAN_RUN_OPTIONS)
+$(ASAN_PG)/bin/pg_config $(ASAN_PG)/lib/dblink.so asan: export ASAN_OPTIONS = $(ASAN_RUN_OPTIONS)
 
 $(ASAN_PG)/bin/pg_config:
 	@test -n "$(PG_SRC)" -a -f "$(PG_SRC)/configure" || { \
@@ -114,10 +114,10 @@ $(ASAN_PG)/bin/pg_config:
 		--without-readline --without-icu --without-zlib \
 		CFLAGS='$(ASAN_CFLAGS)' LDFLAGS=-fsanitize=address >configure.log 2>&1 \
 		|| { tail -20 configure.log; exit 2; }
-	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build -s -j2 >$(ROBUST_DIR)/pg-asan-build/make.log 2>&1 \
+	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build -s -j2 MAKELEVEL=0 >$(ROBUST_DIR)/pg-asan-build/make.log 2>&1 \
 		|| { tail -30 $(ROBUST_DIR)/pg-asan-build/make.log; exit 2; }
-	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build -s install DESTDIR=$(ROBUST_DIR)/pg-asan-stage >/dev/null
-	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build/src/test/isolation -s install \
+	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build -s install MAKELEVEL=0 DESTDIR=$(ROBUST_DIR)/pg-asan-stage >/dev/null
+	$(MAKE) -C $(ROBUST_DIR)/pg-asan-build/src/test/isolation -s install MAKELEVEL=0 \
 		DESTDIR=$(ROBUST_DIR)/pg-asan-stage >/dev/null
 	@stray=$$(cd $(ROBUST_DIR)/pg-asan-stage && find . ! -type d | grep -v '^\.$(ASAN_PG)/' | head -5); \
 	if [ -n "$$stray" ]; then \
@@ -127,7 +127,17 @@ $(ASAN_PG)/bin/pg_config:
 	mv $(ROBUST_DIR)/pg-asan-stage$(ASAN_PG) $(ASAN_PG)
 	rm -rf $(ROBUST_DIR)/pg-asan-build $(ROBUST_DIR)/pg-asan-stage
 
-asan: $(ASAN_PG)/bin/pg_config
+# dblink (the regression tests use it), built from the same source tree
+$(ASAN_PG)/lib/dblink.so: $(ASAN_PG)/bin/pg_config
+	rm -rf $(ROBUST_DIR)/dblink-build
+	mkdir -p $(ROBUST_DIR)/dblink-build
+	$(MAKE) -C $(ROBUST_DIR)/dblink-build -s -f $(PG_SRC)/contrib/dblink/Makefile \
+		USE_PGXS=1 PG_CONFIG=$(ASAN_PG)/bin/pg_config
+	$(MAKE) -C $(ROBUST_DIR)/dblink-build -s -f $(PG_SRC)/contrib/dblink/Makefile \
+		USE_PGXS=1 PG_CONFIG=$(ASAN_PG)/bin/pg_config install
+	rm -rf $(ROBUST_DIR)/dblink-build
+
+asan: $(ASAN_PG)/bin/pg_config $(ASAN_PG)/lib/dblink.so
 	@case "$$($(ASAN_PG)/bin/pg_config --pkglibdir)" in $(ASAN_PG)/*) ;; \
 		*) echo "asan: $(ASAN_PG) would install the extension elsewhere; giving up"; exit 2 ;; esac
 	rm -rf $(ROBUST_DIR)/asan
@@ -137,12 +147,18 @@ asan: $(ASAN_PG)/bin/pg_config
 		--exclude='./test/output_iso' -cf - . | tar -C $(ROBUST_DIR)/asan/src -xf -
 	$(MAKE) -C $(ROBUST_DIR)/asan/src -s PG_CONFIG=$(ASAN_PG)/bin/pg_config
 	$(MAKE) -C $(ROBUST_DIR)/asan/src -s install PG_CONFIG=$(ASAN_PG)/bin/pg_config
+	# pgTAP (plain SQL) for the regression tests that use it
+	-cp $(ROBUST_PGSHARE)/extension/pgtap* $$($(ASAN_PG)/bin/pg_config --sharedir)/extension/ 2>/dev/null
 	@if [ "$$(id -u)" = 0 ]; then chown -R $(ROBUST_USER): $(ROBUST_DIR)/asan; fi
 	@status=0; \
-	echo "asan: regression and isolation suites"; \
+	echo "asan: regression suite"; \
 	$(ROBUST_AS_USER) env ASAN_OPTIONS=$(ASAN_RUN_OPTIONS):log_path=$(ROBUST_DIR)/asan/logs/asan \
-		$(MAKE) -C $(ROBUST_DIR)/asan/src -s installcheck PG_CONFIG=$(ASAN_PG)/bin/pg_config TAP_TESTS= \
-		|| status=1; \
+		$(MAKE) -C $(ROBUST_DIR)/asan/src -s installcheck PG_CONFIG=$(ASAN_PG)/bin/pg_config \
+		ISOLATION= TAP_TESTS= || status=1; \
+	echo "asan: isolation suite"; \
+	$(ROBUST_AS_USER) env ASAN_OPTIONS=$(ASAN_RUN_OPTIONS):log_path=$(ROBUST_DIR)/asan/logs/asan \
+		$(MAKE) -C $(ROBUST_DIR)/asan/src -s installcheck PG_CONFIG=$(ASAN_PG)/bin/pg_config \
+		REGRESS= TAP_TESTS= || status=1; \
 	echo "asan: short fuzz run"; \
 	PG_CONFIG=$(ASAN_PG)/bin/pg_config FUZZ_ASAN=1 FUZZ_OUT=$(ROBUST_DIR)/asan/fuzz \
 		$(ROBUST_DIR)/asan/src/test/fuzz/run.sh --short $(FUZZ_ARGS) || status=1; \

@@ -836,7 +836,7 @@ class Worker(threading.Thread):
         m = self.model
         v = self.own_value()
         user = m.user if self.coin(0.6) else None
-        idle = self.rng.choice([None, None, '1 day', '100 years'])
+        idle = self.rng.choice([None, None, '1 day', '36500 days'])
         self.inflight = {ck: self.state_of(v, user)}
         rows, st, msg = self.ex('put', 'SELECT sessioncache.put(%s, %s, %s::jsonb, %s, %s::interval)',
                                 (cache, key, json.dumps(v), user, idle))
@@ -1547,6 +1547,64 @@ class Harness:
         conn.execute('DROP SCHEMA fz_evil CASCADE')
         return hijacked
 
+    # -- contract probes ---------------------------------------------------
+
+    CONTRACT = [
+        # what, statement, parameters, expected SQLSTATE (None: succeeds)
+        ('a key of 255 bytes', "SELECT sessioncache.put('fz_m1', %s, '{}')", ('k' * 255,), None),
+        ('a key of 255 bytes in 2-byte characters',
+         "SELECT sessioncache.put('fz_m1', %s, '{}')", ('é' * 127 + 'k',), None),
+        ('a key of 256 bytes', "SELECT sessioncache.put('fz_m1', %s, '{}')", ('k' * 256,), '54000'),
+        ('a NULL key', "SELECT sessioncache.get('fz_m1', %s)", (None,), '22004'),
+        ('an empty key', "SELECT sessioncache.get('fz_m1', %s)", ('',), '22023'),
+        ('a user_id of 255 bytes', "SELECT sessioncache.put('fz_m1', 'kc', '{}', %s)", ('u' * 255,), None),
+        ('a user_id of 256 bytes', "SELECT sessioncache.put('fz_m1', 'kc', '{}', %s)", ('u' * 256,), '54000'),
+        ('an unknown cache', "SELECT sessioncache.get(%s, 'k')", ('fz_none',), '42704'),
+        ('a bad cache name', "SELECT sessioncache.get(%s, 'k')", ('Bad Name',), '22023'),
+        ('a NULL cache name', "SELECT sessioncache.get(%s, 'k')", (None,), '22004'),
+        ('a timeout of exactly 100 years (the limit)',
+         "SELECT sessioncache.put('fz_m1', 'kc', '{}', NULL, %s::interval)", ('100 years',), None),
+        ('a timeout of 36500 days',
+         "SELECT sessioncache.put('fz_m1', 'kc', '{}', NULL, %s::interval)", ('36500 days',), None),
+        ('a timeout over 100 years',
+         "SELECT sessioncache.put('fz_m1', 'kc', '{}', NULL, %s::interval)", ('100 years 1 day',), '22008'),
+        ('a zero timeout', "SELECT sessioncache.put('fz_m1', 'kc', '{}', NULL, %s::interval)", ('0',), '22023'),
+        ('a negative timeout', "SELECT sessioncache.put('fz_m1', 'kc', '{}', NULL, NULL, %s::interval)",
+         ('-1 s',), '22023'),
+        ('heartbeat of an unknown member', 'SELECT sessioncache.heartbeat(%s::bigint)', (-1,), 'SC001'),
+        ('incr past bigint', "SELECT sessioncache.incr('fz_m1', 'kinc', 'n', %s::bigint)",
+         (2 ** 63 - 1,), None),
+        ('incr past bigint (overflow)', "SELECT sessioncache.incr('fz_m1', 'kinc', 'n', %s::bigint)",
+         (1,), '22003'),
+        ('a bad per_user_policy', "SELECT sessioncache.define_cache('fz_xx0', true, NULL, NULL, 1, %s)",
+         ('sometimes',), '22023'),
+    ]
+
+    def contract_probes(self, conn):
+        """A few deterministic checks of the documented limits and SQLSTATEs."""
+        for what, sqltext, params, expect in self.CONTRACT:
+            try:
+                conn.execute(sqltext, params)
+                got = None
+            except psycopg.Error as e:
+                got = e.sqlstate
+                msg = str(e).split('\n')[0]
+            if got != expect:
+                self.results.violation('contract: %s: expected %s, got %s%s'
+                                       % (what, expect or 'success', got or 'success',
+                                          (' (%s)' % msg) if got else ''))
+        try:
+            with conn.transaction():
+                conn.execute("SELECT sessioncache.put('fz_m1', 'kprep', '{}')")
+                conn.execute("PREPARE TRANSACTION 'fz_contract'")
+            self.results.violation('contract: PREPARE TRANSACTION after a put succeeded')
+            conn.execute("ROLLBACK PREPARED 'fz_contract'")
+        except psycopg.Error as e:
+            if e.sqlstate != '0A000':
+                self.results.violation('contract: PREPARE TRANSACTION after a put: expected 0A000, got %s'
+                                       % e.sqlstate)
+        conn.execute("SELECT sessioncache.delete('fz_m1', 'kinc')")
+
     # -- the run -----------------------------------------------------------
 
     def run(self):
@@ -1558,6 +1616,7 @@ class Harness:
                  conn.execute('SHOW sessioncache.max_value_size').fetchone()[0]), flush=True)
         if not a.no_security:
             self.security_probes(conn)
+        self.contract_probes(conn)
         # a connection that nobody cancels or terminates: a crash restart of
         # the server (which pg_postmaster_start_time() does not show) kills it
         self.sentinel = self.connect()
