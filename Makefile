@@ -54,6 +54,9 @@ include $(PGXS)
 CONTRIB_TESTDB = sessioncache_test
 ISOLATION_TESTDB = sessioncache_test
 
+# fuzz, fuzz-short, asan, valgrind, lint (see mk/robustness.mk)
+include $(srcdir)/mk/robustness.mk
+
 # the 32-client, 5-minute mixed load test of bench/load.sh (by hand, as root)
 .PHONY: load bench
 load:
