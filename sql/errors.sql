@@ -315,3 +315,11 @@ SELECT sessioncache.check_memory();
 -- clean up
 SELECT sessioncache.drop_cache(name) FROM sessioncache.caches
 WHERE name LIKE 't\_err.%' ORDER BY name;
+
+-- a read-only transaction writes nothing, to memory-only caches either: 25006
+BEGIN READ ONLY;
+SELECT sessioncache.put('auth_sessions', 'ro', '{}');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT sessioncache.get('auth_sessions', 'ro') IS NULL AS absent;
+COMMIT;

@@ -508,6 +508,12 @@ SCDefineCache(SCCacheDef *def, Interval *idle, Interval *max, bool *created)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot change the durability of cache \"%s\"", def->name),
 					 errhint("Drop the cache and define it again.")));
+
+		/*
+		 * Writers in flight computed their rows' expiry from the old
+		 * timeouts: wait for them, and keep new ones out until commit.
+		 */
+		SCLockCacheExclusive(def->id);
 	}
 	else
 	{

@@ -74,7 +74,9 @@ sc_notify_view(PG_FUNCTION_ARGS)
 {
 	SCCheckUsable();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		elog(ERROR, "_notify_view: null argument");
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cluster and view_id must not be null")));
 	SCPendingViewChange(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						PG_GETARG_INT64(1));
 	PG_RETURN_VOID();
