@@ -67,7 +67,7 @@ static NotifyQueue *queue = NULL;
 /* did this backend queue something since it last woke the worker? */
 static bool queued_since_wake = false;
 
-static void SCAfterApplyForce(void);
+static void notify_wake_worker(void);
 
 static const char *const op_names[] = {"put", "delete", "expire", "evict"};
 
@@ -113,7 +113,7 @@ notify_append(int32 cache_id, SCNotifyOp op, const char *key, int keylen,
 			return;
 		}
 		LWLockRelease(queue->lock);
-		SCAfterApplyForce();
+		notify_wake_worker();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -193,11 +193,11 @@ SCAfterApply(void)
 {
 	if (!queued_since_wake || queue == NULL)
 		return;
-	SCAfterApplyForce();
+	notify_wake_worker();
 }
 
 static void
-SCAfterApplyForce(void)
+notify_wake_worker(void)
 {
 	Latch	   *latch = queue->worker_latch;
 

@@ -114,7 +114,6 @@ sc_shmem_startup(void)
 		pg_atomic_init_u64(&sc_shared->next_version,
 						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u64(&sc_shared->lease_epoch, 0);
-		sc_shared->started_at = GetCurrentTimestamp();
 		for (i = 0; i < SC_NUM_PARTITIONS; i++)
 			SCTableInitPartition(i);
 	}

@@ -145,7 +145,6 @@ typedef struct SessionCacheShared
 	Size		regions_offset; /* offset of the first region from this struct */
 	pg_atomic_uint64 next_version;
 	pg_atomic_uint64 lease_epoch;	/* see membership.c */
-	TimestampTz started_at;
 	SCPartition partitions[SC_NUM_PARTITIONS];
 } SessionCacheShared;
 
