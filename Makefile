@@ -24,7 +24,7 @@ OBJS = \
 	src/views.o
 
 EXTENSION = sessioncache
-DATA = sessioncache--1.0.sql
+DATA = sessioncache--1.0.sql sessioncache--1.0--1.1.sql
 PGFILEDESC = "sessioncache - shared-memory session cache with durable backing"
 
 PG_CPPFLAGS = -I$(srcdir)/src
