@@ -3,9 +3,14 @@
 # with the extension preloaded in .run/ of this checkout (as the
 # unprivileged user "postgres"), and shows it working: the rolling-restart
 # scenario of scripts/scenario.py when given no arguments, or just a short
-# walkthrough with --walkthrough.  Run as root on a Debian machine:
+# walkthrough with --walkthrough.  With --ha it runs scripts/ha.py instead:
+# the same kind of load on a pg_auto_failover formation (monitor + 2 data
+# nodes) through perform failover, perform switchover, a killed postmaster
+# and a killed node, with 100,000 durable entries (--bulk N to change) and a
+# report of each failover.  Run as root on a Debian machine:
 #
 #     sudo scripts/demo.sh [--walkthrough] [--keep] [scenario options]
+#     sudo scripts/demo.sh --ha [ha.py options]
 #
 # --keep leaves the server running (connect with the psql line printed).
 set -euo pipefail
@@ -13,11 +18,13 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 keep=0
 walkthrough=0
+ha=0
 args=()
 for a in "$@"; do
     case "$a" in
         --keep) keep=1 ;;
         --walkthrough) walkthrough=1 ;;
+        --ha) ha=1 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -30,6 +37,11 @@ run="$top/.run"
 mkdir -p "$run"
 chown postgres: "$run"
 chmod 755 "$top" || true
+
+if [ $ha -eq 1 ]; then
+    # pg_autoctl runs as postgres too; ha.py stops every process it started
+    exec runuser -u postgres -- /usr/bin/python3 scripts/ha.py --dir "$run/ha" "${args[@]}"
+fi
 
 if [ $walkthrough -eq 0 ] && [ -f scripts/scenario.py ]; then
     # the scenario starts, crashes, restarts and fails over its own servers
