@@ -8,20 +8,27 @@
 
 MODULE_big = sessioncache
 OBJS = \
-	src/sessioncache.o \
+	src/settings.o \
 	src/arena.o \
-	src/table.o \
-	src/caches.o \
-	src/xact.o \
-	src/engine.o \
+	src/wheel.o \
+	src/store.o \
+	src/clock.o \
+	src/internal_sql.o \
+	src/locks.o \
 	src/durable.o \
-	src/writeback.o \
-	src/expiry.o \
+	src/caches.o \
+	src/pending.o \
 	src/notify.o \
+	src/engine.o \
+	src/xact.o \
 	src/membership.o \
+	src/expiry.o \
+	src/writeback.o \
+	src/prewarm.o \
 	src/workers.o \
 	src/sql_api.o \
-	src/views.o
+	src/views.o \
+	src/sessioncache.o
 
 EXTENSION = sessioncache
 DATA = sessioncache--1.0.sql sessioncache--1.0--1.1.sql
@@ -64,5 +71,5 @@ load:
 bench:
 	bench/run.sh
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/sessioncache.h
+# every object depends on the headers (PGXS tracks no header dependencies)
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
