@@ -35,7 +35,10 @@ DATA = sessioncache--1.0.sql sessioncache--1.0--1.1.sql
 PGFILEDESC = "sessioncache - shared-memory session cache with durable backing"
 
 PG_CPPFLAGS = -I$(srcdir)/src
-PG_CFLAGS = -Wall -Wmissing-prototypes -Werror
+# -Wextra without unused-parameter (PostgreSQL's own headers and callback
+# signatures trip it) and missing-field-initializers (the "= {0}" idiom)
+PG_CFLAGS = -Wall -Wextra -Wclobbered -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wmissing-prototypes -Werror
 
 
 # every sql/*.sql is a regression test, every test/specs/*.spec an isolation test
