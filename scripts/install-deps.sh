@@ -7,6 +7,7 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
     libipc-run-perl build-essential pg-bsd-indent
     python3-psycopg cppcheck clang-tidy
+    openjdk-17-jdk-headless libpostgresql-jdbc-java junit5 libjgroups-java
 )
 missing=()
 for p in "${packages[@]}"; do
