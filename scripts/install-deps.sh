@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
     libipc-run-perl build-essential pg-bsd-indent
-    python3-psycopg cppcheck clang-tidy
+    python3-psycopg cppcheck clang-tidy gnuplot-nox
 )
 missing=()
 for p in "${packages[@]}"; do
