@@ -7,6 +7,7 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
     libipc-run-perl build-essential pg-bsd-indent
     python3-psycopg cppcheck clang-tidy gnuplot-nox
+    pgbouncer postgresql-15-auto-failover pg-auto-failover-cli
 )
 missing=()
 for p in "${packages[@]}"; do
