@@ -2,7 +2,8 @@
 # Benchmarks of sessioncache: throughput and ratios against a baseline run in
 # the same invocation, never an assertion.  See bench/README.md.
 #
-#     sudo bench/run.sh [all|core|memory|durable|notify|expiry|membership]...
+#     sudo bench/run.sh [all|issue13|core|memory|durable|notify|expiry|membership|
+#                        keycloak|touchwal|touchdesign]...
 #
 # Runs as root; starts its own temporary server as user postgres (a fresh
 # initdb in a temporary directory, unix socket only, in that directory, on a
@@ -17,6 +18,8 @@
 #                   a change in the machine's load hits them alike (default 5)
 #   BENCH_KEEP=1    keep the temporary directory (data, server log) at the end
 #   BENCH_CONF      more postgresql.conf lines (after the script's own)
+#   BENCH_PLOT      where the keycloak section writes its plot (default
+#                   ./keycloak-mix.svg; its data beside it, .dat)
 #
 # The exit status is 0 when every case ran, whatever the figures are: the
 # targets are printed beside the figures, never asserted.  It is 1 when the
@@ -31,13 +34,16 @@ ROUNDS=${BENCH_ROUNDS:-5}
 case $ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 [ "$ROUNDS" -gt "$T" ] && ROUNDS=$T
 
-all_sections="core memory durable notify expiry membership"
+all_sections="core memory durable notify expiry membership keycloak touchwal touchdesign"
+# the figures of issue 13, each beside its goal
+issue13_sections="core durable keycloak touchwal"
 sections=()
 for a in "${@:-all}"; do
     case $a in
         all) read -r -a sections <<<"$all_sections" ;;
-        core | memory | durable | notify | expiry | membership) sections+=("$a") ;;
-        *) echo "usage: $0 [all|core|memory|durable|notify|expiry|membership]..." >&2; exit 2 ;;
+        issue13) read -r -a more <<<"$issue13_sections"; sections+=("${more[@]}") ;;
+        core | memory | durable | notify | expiry | membership | keycloak | touchwal | touchdesign) sections+=("$a") ;;
+        *) echo "usage: $0 [all|issue13|core|memory|durable|notify|expiry|membership|keycloak|touchwal|touchdesign]..." >&2; exit 2 ;;
     esac
 done
 
@@ -803,6 +809,308 @@ section_membership() {
         add_summary membership "reaper CPU per member removed (us)" \
             "$(awk -v ns=$((cpu1 - cpu0)) -v idle="$idle_ms" -v n=$big 'BEGIN { printf "%.1f", (ns / 1e6 - idle) * 1000 / n }')" "-" "info"
     fi
+}
+
+# ---------------------------------------------------------------- WAL helpers
+
+lsn() { q -c "SELECT pg_current_wal_insert_lsn()"; }
+# wal_since LSN: bytes of WAL written since LSN
+wal_since() { q -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$1')::bigint"; }
+
+# writeback_settled: returns once the writeback worker has written every
+# touch made before the call: two of its rounds completed after the call,
+# the last of them writing nothing (bounded: 120 s)
+writeback_settled() {
+    local out runs items last_runs last_items seen=0
+    out=$(q -F ' ' -c "SELECT runs, items FROM sessioncache.workers WHERE name = 'writeback'")
+    read -r last_runs last_items <<<"$out"
+    for _ in $(seq 1 600); do
+        sleep 0.2
+        out=$(q -F ' ' -c "SELECT runs, items FROM sessioncache.workers WHERE name = 'writeback'")
+        read -r runs items <<<"$out"
+        [ "$runs" = "$last_runs" ] && continue
+        seen=$((seen + 1))
+        [ "$seen" -ge 2 ] && [ "$items" = "$last_items" ] && return 0
+        last_runs=$runs
+        last_items=$items
+    done
+    progress "the writeback worker did not settle within 120 s"
+}
+
+# measure_wal CASE...: as measure, and WALTX[name], the WAL bytes per
+# transaction over all its rounds.  A CASE is "name|script|clients|options|
+# settle"; every run starts after a VACUUM of $vacuum_before_write (if set)
+# and a CHECKPOINT, so that each pays the same full-page writes; with settle
+# "wb" the run's WAL is read once the writeback worker has written the run's
+# touches (its WAL is part of the run's).
+declare -A WALTX
+measure_wal() {
+    local secs=$((T / ROUNDS)) spec name script clients opts settle r t l0 txns
+    local -A all=() wal=() tx=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for spec in "$@"; do
+            IFS='|' read -r name script clients opts settle <<<"$spec"
+            [ -n "$vacuum_before_write" ] && q -c "VACUUM $vacuum_before_write"
+            q -c "CHECKPOINT"
+            l0=$(lsn)
+            # shellcheck disable=SC2086 # opts are words without blanks
+            t=$(pgb "$secs" "$script" "$clients" $opts)
+            txns=$(awk '/^number of transactions actually processed: / { print $6; exit }' "$work/last_pgbench.out")
+            [ "$settle" = wb ] && writeback_settled
+            wal[$name]=$((${wal[$name]:-0} + $(wal_since "$l0")))
+            tx[$name]=$((${tx[$name]:-0} + txns))
+            all[$name]="${all[$name]:-} $t"
+        done
+    done
+    for name in "${!all[@]}"; do
+        read -r "TPS[$name]" "SPREAD[$name]" <<<"$(tr ' ' '\n' <<<"${all[$name]}" | awk 'NF {
+            n++; s += $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
+            END { m = s / n; printf "%.1f %.0f\n", m, (m > 0) ? 100 * (max - min) / m : 0 }')"
+        WALTX[$name]=$(awk -v w="${wal[$name]}" -v n="${tx[$name]}" 'BEGIN { printf "%.0f", (n > 0) ? w / n : 0 }')
+    done
+}
+
+# ---------------------------------------------------------------- keycloak
+
+# Keycloak 26's persistent session tables, as its Liquibase changelogs
+# leave them (jpa-changelog-*.xml up to 26.0.0; see bench/README.md)
+create_keycloak_tables() {
+    q <<'SQL'
+CREATE TABLE offline_user_session (
+    user_session_id      varchar(36) NOT NULL,
+    user_id              varchar(255) NOT NULL,
+    realm_id             varchar(36) NOT NULL,
+    created_on           integer NOT NULL,
+    offline_flag         varchar(4) NOT NULL,
+    data                 text,
+    last_session_refresh integer DEFAULT 0 NOT NULL,
+    broker_session_id    varchar(1024),
+    version              integer DEFAULT 0,
+    CONSTRAINT constraint_offl_us_ses_pk2 PRIMARY KEY (user_session_id, offline_flag)
+);
+CREATE INDEX idx_offline_uss_by_user ON offline_user_session (user_id, realm_id, offline_flag);
+CREATE INDEX idx_offline_uss_by_last_session_refresh
+    ON offline_user_session (realm_id, offline_flag, last_session_refresh);
+CREATE INDEX idx_offline_uss_by_broker_session_id ON offline_user_session (broker_session_id, realm_id);
+CREATE TABLE offline_client_session (
+    user_session_id         varchar(36) NOT NULL,
+    client_id               varchar(255) NOT NULL,
+    offline_flag            varchar(4) NOT NULL,
+    "timestamp"             integer,
+    data                    text,
+    client_storage_provider varchar(36) DEFAULT 'local' NOT NULL,
+    external_client_id      varchar(255) DEFAULT 'local' NOT NULL,
+    version                 integer DEFAULT 0,
+    CONSTRAINT constraint_offl_cl_ses_pk3
+        PRIMARY KEY (user_session_id, client_id, client_storage_provider, external_client_id, offline_flag)
+);
+SQL
+}
+
+# keycloak_plot FILE.dat FILE.svg: throughput and WAL per transaction
+# against the clients, both systems
+keycloak_plot() {
+    gnuplot <<GNUPLOT
+set terminal svg size 900,380 dynamic font "sans,11" background rgb "white"
+set output "$2"
+set multiplot layout 1,2 title "The auth server's mix (80% refresh, 20% login), synchronous commit, 100k sessions"
+set key below
+set grid
+set xlabel "clients"
+set xtics ("1" 1, "4" 4, "8" 8, "16" 16)
+set ylabel "transactions per second"
+set yrange [0:*]
+plot "$1" using 1:3 with linespoints lw 2 pt 7 title "sessioncache", \
+     "$1" using 1:2 with linespoints lw 2 pt 5 title "Keycloak 26 tables"
+set ylabel "WAL bytes per transaction"
+
+plot "$1" using 1:5 with linespoints lw 2 pt 7 title "sessioncache", \
+     "$1" using 1:4 with linespoints lw 2 pt 5 title "Keycloak 26 tables"
+unset multiplot
+GNUPLOT
+}
+
+section_keycloak() {
+    local n=100000 c rt rw spread_kc spread_sc plot="${BENCH_PLOT:-$PWD/keycloak-mix.svg}" dat
+    dat="${plot%.*}.dat"
+    section_header "keycloak: the auth server's mix (80% refresh, 20% login), Keycloak 26's session tables vs sessioncache, $n sessions, synchronous_commit = on"
+    create_keycloak_tables
+    q -c "SELECT sessioncache.define_cache('bench_kc', durable => true,
+              idle_timeout => '30 minutes', max_lifespan => '10 hours')" >/dev/null
+    progress "filling the Keycloak tables and cache bench_kc with $n sessions (uuid ids)"
+    q -c "INSERT INTO offline_user_session
+          SELECT md5(j::text)::uuid::text, 'user-' || (j % 100000),
+                 '9d2e1c4a-6f3b-4e8a-b1d7-3c5f0a2e8b61', extract(epoch FROM now())::int, '0',
+                 \$v\$$val\$v\$, extract(epoch FROM now())::int, NULL, 0
+          FROM generate_series(1, $n) j" \
+        -c "INSERT INTO offline_client_session
+          SELECT md5(j::text)::uuid::text, '4b7e2d19-8c3a-4f6e-9a05-e1d2c3b4a596', '0',
+                 extract(epoch FROM now())::int, repeat('x', 300), 'local', 'local', 0
+          FROM generate_series(1, $n) j"
+    q -c "DO \$\$ BEGIN
+            FOR b IN 0..$((n / 1000 - 1)) LOOP
+                PERFORM sessioncache.put('bench_kc', md5(j::text)::uuid::text, \$v\$$val\$v\$::jsonb,
+                                         'user-' || (j % 100000))
+                    FROM generate_series(b * 1000 + 1, b * 1000 + 1000) j;
+                COMMIT;
+            END LOOP;
+          END \$\$"
+    q -c "VACUUM ANALYZE offline_user_session, offline_client_session, sessioncache.durable_entries"
+    notify_quiet
+    writeback_settled
+
+    vacuum_before_write="offline_user_session, offline_client_session, sessioncache.durable_entries"
+    printf '  %-8s %16s %16s %8s   %-10s %12s %12s %8s   %s\n' clients "Keycloak tps" "sessioncache tps" ratio \
+        target "KC WAL/txn" "sc WAL/txn" ratio target
+    printf '# clients keycloak_tps sessioncache_tps keycloak_wal_per_txn sessioncache_wal_per_txn\n' >"$dat"
+    for c in 1 4 8 16; do
+        measure_wal "kc$c|kc_refresh.sql@80|$c|-f $here/kc_login.sql@20 -D nkeys=$n|" \
+            "sc$c|sc_refresh.sql@80|$c|-f $here/sc_login.sql@20 -D nkeys=$n -D cache=bench_kc|wb"
+        rt=$(ratio "${TPS[sc$c]}" "${TPS[kc$c]}")
+        rw=$(ratio "${WALTX[sc$c]}" "${WALTX[kc$c]}")
+        spread_kc=${SPREAD[kc$c]}
+        spread_sc=${SPREAD[sc$c]}
+        spread_kc=$(printf '±%s%%' "$((spread_kc / 2))")
+        spread_sc=$(printf '±%s%%' "$((spread_sc / 2))")
+        printf '  %-8s %9.0f %6s %9.0f %6s %8s   %-3s %-6s %12s %12s %8s   %-3s %-6s\n' "$c" \
+            "${TPS[kc$c]}" "$spread_kc" "${TPS[sc$c]}" "$spread_sc" "$rt" ">= 6" "$(meets "$rt" ">=" 6)" \
+            "${WALTX[kc$c]}" "${WALTX[sc$c]}" "$rw" "<= 0.15" "$(meets "$rw" "<=" 0.15)"
+        printf '%s %s %s %s %s\n' "$c" "${TPS[kc$c]}" "${TPS[sc$c]}" "${WALTX[kc$c]}" "${WALTX[sc$c]}" >>"$dat"
+        add_summary keycloak "mix tps / Keycloak 26, $c clients" "$rt" ">= 6" "$(meets "$rt" ">=" 6)"
+        add_summary keycloak "mix WAL per txn / Keycloak 26, $c clients" "$rw" "<= 0.15" "$(meets "$rw" "<=" 0.15)"
+    done
+    vacuum_before_write=
+    q -F ' ' -c "SELECT 'check: bench_kc hits', hits, 'misses', misses, 'fills', fills, 'puts', puts, 'touches', touches
+                 FROM sessioncache.cache_stats WHERE cache = 'bench_kc'" | sed 's/^/  /'
+    if command -v gnuplot >/dev/null; then
+        keycloak_plot "$dat" "$plot"
+        printf '  plot: %s (data: %s)\n' "$plot" "$dat"
+    else
+        printf '  plot: skipped (no gnuplot; apt-get install gnuplot-nox); data: %s\n' "$dat"
+    fi
+    q -c "DROP TABLE offline_user_session, offline_client_session" \
+        -c "SELECT sessioncache.drop_cache('bench_kc')" >/dev/null
+}
+
+# ---------------------------------------------------------------- touchwal
+
+TOUCHES=${BENCH_TOUCHES:-20000}
+
+# touch_window SCRIPT OPTS SETTLE: WAL bytes of TOUCHES touches by 4
+# clients, a CHECKPOINT before and half-way; with SETTLE "wb" the window
+# ends once the writeback worker has written them
+touch_window() {
+    local l0 per=$((TOUCHES / 2 / 4)) half
+    q -c "CHECKPOINT"
+    l0=$(lsn)
+    for half in 1 2; do
+        # shellcheck disable=SC2086 # options are words without blanks
+        pgbench -n -M prepared -t "$per" -c 4 -j 2 -f "$here/$1" $2 -h "$work" -p "$port" \
+            -U postgres postgres >"$work/last_pgbench.out" 2>&1 ||
+            { cat "$work/last_pgbench.out" >&2; die "pgbench $1 failed"; }
+        [ "$half" = 1 ] && q -c "CHECKPOINT"
+    done
+    [ "$3" = wb ] && writeback_settled
+    wal_since "$l0"
+}
+
+section_touchwal() {
+    local n=100000 p1 d1 p2 d2 pm dm r
+    section_header "touchwal: WAL per touch of a durable session vs a plain UPDATE, $TOUCHES touches over $n sessions, CHECKPOINT half-way"
+    q -c "SELECT sessioncache.define_cache('bench_tw', durable => true,
+              idle_timeout => '30 minutes', max_lifespan => '10 hours')" >/dev/null
+    q <<'SQL'
+-- shaped and indexed like sessioncache.durable_entries
+CREATE TABLE bench_tw (
+    cache_id int NOT NULL, key text NOT NULL, user_id text, value jsonb NOT NULL,
+    created_at timestamptz NOT NULL, last_access timestamptz NOT NULL,
+    idle_us bigint, max_us bigint, version bigint NOT NULL,
+    expires_at timestamptz NOT NULL, PRIMARY KEY (cache_id, key));
+CREATE INDEX bench_tw_user ON bench_tw (cache_id, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX bench_tw_expiry ON bench_tw (expires_at);
+SQL
+    progress "filling bench_tw (table) and bench_tw (cache) with $n sessions"
+    fill bench_tw 1 $n
+    q -c "INSERT INTO bench_tw SELECT 1, 'sess-' || j, 'user-' || (j % 100000), \$v\$$val\$v\$::jsonb,
+                 now(), now(), NULL, NULL, 1, now() + interval '30 minutes'
+          FROM generate_series(1, $n) j"
+    q -c "VACUUM ANALYZE bench_tw, sessioncache.durable_entries"
+    notify_quiet
+    writeback_settled
+    printf '  full_page_writes = %s, sessioncache.flush_interval = %s, wal_compression = %s\n' \
+        "$(q -c 'SHOW full_page_writes')" "$(q -c 'SHOW sessioncache.flush_interval')" "$(q -c 'SHOW wal_compression')"
+    # twice each, alternating, so that the tables' growth hits both alike
+    p1=$(touch_window plain_touch.sql "-D nkeys=$n" "")
+    q -c "VACUUM bench_tw, sessioncache.durable_entries"
+    d1=$(touch_window touch.sql "-D cache=bench_tw -D nkeys=$n" wb)
+    q -c "VACUUM bench_tw, sessioncache.durable_entries"
+    p2=$(touch_window plain_touch.sql "-D nkeys=$n" "")
+    q -c "VACUUM bench_tw, sessioncache.durable_entries"
+    d2=$(touch_window touch.sql "-D cache=bench_tw -D nkeys=$n" wb)
+    pm=$(awk -v a="$p1" -v b="$p2" -v n="$TOUCHES" 'BEGIN { printf "%.0f", (a + b) / 2 / n }')
+    dm=$(awk -v a="$d1" -v b="$d2" -v n="$TOUCHES" 'BEGIN { printf "%.0f", (a + b) / 2 / n }')
+    printf '  %-52s %6.0f B/touch (runs: %.0f, %.0f)\n' "plain UPDATE SET last_access, expires_at (baseline)" "$pm" \
+        "$(awk -v a="$p1" -v n="$TOUCHES" 'BEGIN { print a / n }')" "$(awk -v a="$p2" -v n="$TOUCHES" 'BEGIN { print a / n }')"
+    r=$(ratio "$dm" "$pm")
+    printf '  %-52s %6.0f B/touch (runs: %.0f, %.0f)   ratio %s   target <= 0.1 %s\n' \
+        "durable touch, writeback included" "$dm" \
+        "$(awk -v a="$d1" -v n="$TOUCHES" 'BEGIN { print a / n }')" "$(awk -v a="$d2" -v n="$TOUCHES" 'BEGIN { print a / n }')" \
+        "$r" "$(meets "$r" "<=" 0.1)"
+    add_summary touchwal "WAL per touch / plain UPDATE" "$r" "<= 0.1" "$(meets "$r" "<=" 0.1)"
+    q -c "DROP TABLE bench_tw" -c "SELECT sessioncache.drop_cache('bench_tw')" >/dev/null
+}
+
+# ---------------------------------------------------------------- touchdesign
+
+# td_window PROC [FOLD]: WAL bytes per touch of the prototype PROC over the
+# whole stream (flushes 0-9), a CHECKPOINT before and half-way, FOLD called
+# at the end (inside the window).  The writes run with synchronous_commit
+# off: that changes no WAL volume, only the time.
+td_window() {
+    local l0
+    q -c "UPDATE td_touches SET t = t + interval '1 hour'" # later than anything written
+    q -c "VACUUM td_wide" -c "VACUUM td_narrow" -c "VACUUM td_packed" -c "CHECKPOINT"
+    l0=$(lsn)
+    PGOPTIONS="-c synchronous_commit=off" q -c "CALL $1(0, 4)"
+    q -c "CHECKPOINT"
+    PGOPTIONS="-c synchronous_commit=off" q -c "CALL $1(5, 9)"
+    [ -n "${2:-}" ] && PGOPTIONS="-c synchronous_commit=off" q -c "CALL $2()"
+    awk -v w="$(wal_since "$l0")" -v n="$TOUCHES" 'BEGIN { printf "%.0f", w / n }'
+}
+
+section_touchdesign() {
+    local n=100000 per_flush=2000 p1 p2 pm w label proc fold setup line r
+    local -a td_results=()
+    section_header "touchdesign: WAL per touch of candidate homes for the idle timer, plain SQL prototypes ($TOUCHES touches over $n sessions, $per_flush per flush, CHECKPOINT half-way)"
+    q -f "$here/touch_designs.sql"
+    q -c "CALL td_setup($n, $TOUCHES, $per_flush, \$v\$$val\$v\$::jsonb)" \
+        -c "CALL td_narrow_setup($n, 70)" -c "CALL td_packed_setup($n, 50)" -c "VACUUM ANALYZE"
+    p1=$(td_window td_plain)
+    while IFS='|' read -r label proc fold setup; do
+        [ -n "$setup" ] && q -c "CALL $setup"
+        progress "touchdesign: $label"
+        w=$(td_window "$proc" "$fold")
+        td_results+=("$label|$w")
+    done <<LIST
+today: writeback of the wide row, 500 rows per transaction|td_writeback_wide||
+(a) narrow row per session (id, last_access, expires_at), ff 100|td_narrow||td_narrow_setup($n, 100)
+(a) narrow row per session, fillfactor 70|td_narrow||td_narrow_setup($n, 70)
+(c) 64 sessions per row, int4 seconds array, fillfactor 50|td_packed||
+(b) append-only record per flush, folded into (c) at the end|td_log|td_fold|
+LIST
+    p2=$(td_window td_plain)
+    pm=$(awk -v a="$p1" -v b="$p2" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+    printf '  %-62s %6s B/touch (runs: %s, %s)\n' "plain UPDATE of the wide row per touch (baseline)" "$pm" "$p1" "$p2"
+    for line in "${td_results[@]}"; do
+        IFS='|' read -r label w <<<"$line"
+        r=$(ratio "$w" "$pm")
+        printf '  %-62s %6s B/touch   ratio %s   (goal <= 0.1: %s)\n' "$label" "$w" "$r" "$(meets "$r" "<=" 0.1)"
+        add_summary touchdesign "${label:0:46}" "$r" "<= 0.1" "info"
+    done
+    q -c "DROP TABLE td_touches, td_wide, td_narrow, td_packed, td_log" \
+        -c "DROP PROCEDURE td_setup, td_plain, td_writeback_wide, td_narrow_setup, td_narrow,
+                           td_packed_setup, td_packed, td_log, td_fold" \
+        -c "DROP FUNCTION td_sec"
 }
 
 # ---------------------------------------------------------------- run

@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
     libipc-run-perl build-essential pg-bsd-indent
-    python3-psycopg cppcheck clang-tidy
+    python3-psycopg cppcheck clang-tidy gnuplot-nox
+    pgbouncer postgresql-15-auto-failover pg-auto-failover-cli
+    openjdk-17-jdk-headless libpostgresql-jdbc-java junit5 libjgroups-java
 )
 missing=()
 for p in "${packages[@]}"; do

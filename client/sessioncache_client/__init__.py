@@ -212,7 +212,15 @@ class NearCache:
         seconds of silence after which the listener sends ``SELECT 1`` to find
         a dead connection (TCP keepalives are also enabled).
     connect_kwargs:
-        extra keyword arguments to ``psycopg.connect``.
+        extra keyword arguments to ``psycopg.connect``.  Behind PgBouncer in
+        transaction pooling mode pass ``{"prepare_threshold": None}``: psycopg
+        prepares a statement run five times on the server connection it
+        happened to get, and the next transaction may run on another one.
+    listen_conninfo:
+        conninfo of the listener connection (default: ``conninfo``).  LISTEN
+        needs a session of its own, so behind a transaction-pooling PgBouncer
+        point this straight at PostgreSQL (the data connections may go
+        through the pooler).
     start:
         start the listener at once (otherwise call ``start()``).
     """
@@ -227,10 +235,12 @@ class NearCache:
                  backoff_initial: float = 0.1, backoff_max: float = 5.0,
                  ping_interval: float = 10.0,
                  connect_kwargs: Optional[Dict[str, Any]] = None,
+                 listen_conninfo: Optional[str] = None,
                  start: bool = True):
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._conninfo = conninfo
+        self._listen_conninfo = listen_conninfo or conninfo
         self._max_entries = max_entries
         self._fixed_caches = frozenset(caches) if caches is not None else None
         self._caches: frozenset = self._fixed_caches or frozenset()
@@ -590,7 +600,7 @@ class NearCache:
         kwargs = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                   "keepalives_count": 3}
         kwargs.update(self._connect_kwargs)
-        return psycopg.connect(self._conninfo, autocommit=True, **kwargs)
+        return psycopg.connect(self._listen_conninfo, autocommit=True, **kwargs)
 
     def _read_caches(self, conn: psycopg.Connection) -> frozenset:
         if self._fixed_caches is not None:
