@@ -77,9 +77,12 @@ locks_in_cache(int32 cache_id, SCHash hash, uint16 kind)
 	}
 	if (cl == NULL)
 	{
-		cl = MemoryContextAllocZero(TopTransactionContext, sizeof(CacheLocks));
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		cl = palloc0(sizeof(CacheLocks));
 		cl->cache_id = cache_id;
 		cache_locks = lappend(cache_locks, cl);
+		MemoryContextSwitchTo(old);
 		first = true;
 	}
 	if (cl->escalated)

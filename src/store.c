@@ -540,24 +540,29 @@ SCStoreAllocEntry(SCHash hash, Size nbytes, bool may_evict,
 	StorePartition *part = &store->partitions[hash.partno];
 	char	   *base = region(hash.partno);
 	uint32		off;
-	int			steps;
 	EvictState	es;
 
 	LWLockAcquire(part_lock[hash.partno], LW_EXCLUSIVE);
 	off = SCArenaAlloc(&part->arena, base, nbytes);
 	if (off == 0 && may_evict)
 	{
+		uint32		looked = 0;
+		uint64		buckets = 0;
+
 		es.policy = policy;
 		es.now = GetCurrentTimestamp();
 		es.removed = removed;
-		for (steps = 0; steps < SC_STORE_EVICT_BUCKETS; steps++)
+		while (looked < SC_STORE_EVICT_ENTRIES &&
+			   buckets++ < 2 * (uint64) store->nbuckets)
 		{
 			uint32		b = part->clock_hand;
+			uint32		len = store_bucket_length(hash.partno, b);
 
-			if (removed->n + (int) store_bucket_length(hash.partno, b) > removed->cap)
+			if (removed->n + (int) len > removed->cap)
 				break;			/* no room to report more: fail fast */
 			part->clock_hand = (b + 1) & (store->nbuckets - 1);
-			if (store_visit_bucket(hash.partno, b, evict_visit, &es) > 0)
+			looked += len;
+			if (len > 0 && store_visit_bucket(hash.partno, b, evict_visit, &es) > 0)
 			{
 				off = SCArenaAlloc(&part->arena, base, nbytes);
 				if (off != 0)

@@ -42,7 +42,7 @@
 
 #define SC_NUM_PARTITIONS		32	/* power of two */
 #define SC_STORE_SCAN_BUCKETS	256 /* buckets visited per lock hold */
-#define SC_STORE_EVICT_BUCKETS	256 /* buckets an allocation may sweep */
+#define SC_STORE_EVICT_ENTRIES	256 /* entries an allocation may look at */
 
 /* where a key or a user's index chain lives */
 typedef struct SCHash
@@ -164,9 +164,11 @@ extern SCKeyRef *SCStoreUserKeys(int32 cache_id, const char *user,
 
 /*
  * Allocate a block of nbytes in the key's partition (lock exclusive,
- * inside).  With may_evict, expired and evictable entries are reclaimed, at
- * most SC_STORE_EVICT_BUCKETS buckets and removed->cap entries per call:
- * the call fails fast (returns 0) rather than sweep the whole partition.
+ * inside).  With may_evict, expired and evictable entries are reclaimed by
+ * the CLOCK sweep, looking at most at SC_STORE_EVICT_ENTRIES entries (and
+ * two turns of empty buckets) and removing at most removed->cap: the call
+ * fails fast (returns 0) rather than sweep the whole partition; the next
+ * call goes on where it stopped.
  */
 extern uint32 SCStoreAllocEntry(SCHash hash, Size nbytes, bool may_evict,
 								const SCStorePolicy *policy,
