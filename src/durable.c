@@ -23,6 +23,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -489,46 +491,50 @@ SCDurableWriteBack(int n, const int32 *cache_ids, char *const *keys,
 	return written;
 }
 
-int
-SCDurableKeysByAccess(TimestampTz from, TimestampTz to, int32 after_id,
-					  const char *after_key, int limit, int32 *ids,
-					  char **keys)
+Tuplestorestate *
+SCDurableKeysByRecency(MemoryContext cxt, TupleDesc *desc)
 {
-	Oid			types[5] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, TEXTOID, INT4OID};
-	Datum		values[5];
 	SCSpiState	spi;
-	int			ret;
-	uint64		i;
-	MemoryContext old;
+	Portal		portal;
+	Tuplestorestate *keys;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
-	values[0] = TimestampTzGetDatum(from);
-	values[1] = TimestampTzGetDatum(to);
-	values[2] = Int32GetDatum(after_id);
-	values[3] = CStringGetTextDatum(after_key);
-	values[4] = Int32GetDatum(limit);
-	SCSpiBegin(&spi);
-	ret = SPI_execute_with_args("SELECT cache_id, key FROM sessioncache.durable_entries"
-								" WHERE (cache_id, key) > ($3, $4)"
-								" AND last_access >= $1 AND last_access < $2"
-								" AND expires_at > now()"
-								" ORDER BY cache_id, key LIMIT $5",
-								5, types, values, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read sessioncache.durable_entries: %s",
-			 SPI_result_code_string(ret));
-	old = MemoryContextSwitchTo(spi.caller_cxt);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-		keys[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-	}
+	*desc = CreateTemplateTupleDesc(2);
+	TupleDescInitEntry(*desc, (AttrNumber) 1, "cache_id", INT4OID, -1, 0);
+	TupleDescInitEntry(*desc, (AttrNumber) 2, "key", TEXTOID, -1, 0);
+	keys = tuplestore_begin_heap(false, true, work_mem);
 	MemoryContextSwitchTo(old);
-	ret = (int) SPI_processed;
+
+	SCSpiBegin(&spi);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT cache_id, key FROM sessioncache.durable_entries"
+									   " WHERE expires_at > now() ORDER BY last_access DESC",
+									   0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		uint64		i;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(cxt);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			Datum		values[2];
+			bool		nulls[2] = {false, false};
+			bool		isnull;
+
+			values[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			values[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+			tuplestore_putvalues(keys, *desc, values, nulls);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
 	SCSpiEnd(&spi);
-	return ret;
+	return keys;
 }
 
 SCDurableRow *

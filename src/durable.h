@@ -16,6 +16,7 @@
 #define SC_DURABLE_H
 
 #include "storage/itemptr.h"
+#include "utils/tuplestore.h"
 
 #include "caches.h"
 #include "store.h"
@@ -99,13 +100,13 @@ extern int64 SCDurableWriteBack(int n, const int32 *cache_ids,
 								const TimestampTz *expires_at);
 
 /*
- * Keys of live rows whose last_access is in [from, to), in primary-key
- * order after (after_id, after_key) ((0, ""): from the start), at most
- * 'limit'.  For the pre-warm's short transactions.
+ * The keys (cache_id int4, key text) of every live row, most recently used
+ * first, in a tuplestore that outlives the transaction (kept in cxt, spilled
+ * to a temporary file past work_mem).  One statement: the snapshot is held
+ * only while the keys are read and sorted, not while they are installed.
  */
-extern int	SCDurableKeysByAccess(TimestampTz from, TimestampTz to,
-								  int32 after_id, const char *after_key,
-								  int limit, int32 *ids, char **keys);
+extern Tuplestorestate *SCDurableKeysByRecency(MemoryContext cxt,
+											   TupleDesc *desc);
 
 /* Read and decode the rows of the given keys with a fresh snapshot. */
 extern SCDurableRow *SCDurableReadRows(const int32 *ids, char *const *keys,

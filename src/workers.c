@@ -194,26 +194,30 @@ worker_extension_ready(void)
 	return ready;
 }
 
-/* one round of a worker's work; returns the items it handled */
+/* the rounds of the workers; each returns the items it handled */
 static int64
-worker_round(SCWorkerKind kind)
+worker_notify_round(void)
 {
-	switch (kind)
-	{
-		case SC_WORKER_EXPIRY:
-			return SCExpiryRun();
-		case SC_WORKER_WRITEBACK:
-			worker_launch_prewarm();
-			return SCWritebackRun(false);
-		case SC_WORKER_PREWARM:
-			return SCPrewarmRun();
-		case SC_WORKER_NOTIFY:
-			return SCNotifyDrain();
-		default:
-			elog(ERROR, "unknown sessioncache worker %d", kind);
-	}
-	return 0;
+	return SCNotifyDrain();
 }
+
+static int64
+worker_writeback_round(void)
+{
+	worker_launch_prewarm();
+	return SCWritebackRun(false);
+}
+
+/* the writeback at a clean shutdown: every last touch */
+static int64
+worker_final_flush(void)
+{
+	return SCWritebackRun(true);
+}
+
+static int64 (*const worker_rounds[SC_NUM_WORKERS]) (void) = {
+	SCExpiryRun, worker_writeback_round, SCPrewarmRun, worker_notify_round
+};
 
 static long
 worker_period_ms(SCWorkerKind kind)
@@ -247,14 +251,14 @@ worker_recover(MemoryContext cxt)
  * handled.
  */
 static bool
-worker_try_round(SCWorkerKind kind, MemoryContext round_cxt, int64 *items)
+worker_try_round(int64 (*round) (void), MemoryContext round_cxt, int64 *items)
 {
 	volatile bool failed = false;
 	volatile int64 done = 0;
 
 	PG_TRY();
 	{
-		done = worker_round(kind);
+		done = round();
 	}
 	PG_CATCH();
 	{
@@ -378,7 +382,7 @@ sc_worker_main(Datum arg)
 			pgstat_report_activity(STATE_RUNNING, worker_names[kind]);
 			(void) SCStoreTakeMaxHoldUs();
 			INSTR_TIME_SET_CURRENT(started);
-			failed = worker_try_round(kind, round_cxt, &items);
+			failed = worker_try_round(worker_rounds[kind], round_cxt, &items);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(round_cxt);
 			pgstat_report_activity(STATE_IDLE, NULL);
@@ -423,8 +427,7 @@ sc_worker_main(Datum arg)
 	{
 		int64		items;
 
-		(void) worker_try_round(SC_WORKER_PREWARM + 0 == kind ? kind : kind,
-								round_cxt, &items);
+		(void) worker_try_round(worker_final_flush, round_cxt, &items);
 	}
 	if (kind == SC_WORKER_NOTIFY)
 		SCNotifySetWorkerLatch(NULL);
