@@ -133,6 +133,8 @@ SCPrewarmRun(void)
 			stopped = true;
 			break;
 		}
+		/* the slot may own a tuple read into batch_cxt: free it first */
+		ExecClearTuple(slot);
 		MemoryContextReset(batch_cxt);
 		old = MemoryContextSwitchTo(batch_cxt);
 		while (n < PREWARM_BATCH &&
@@ -148,6 +150,7 @@ SCPrewarmRun(void)
 		if (n > 0)
 			prewarm_batch(ids, bkeys, n, &ps);
 	}
+	ExecClearTuple(slot);
 	ExecDropSingleTupleTableSlot(slot);
 	tuplestore_end(keys);
 	ereport(LOG,

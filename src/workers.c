@@ -30,9 +30,13 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "catalog/namespace.h"
-#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
@@ -48,6 +52,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "expiry.h"
@@ -271,6 +276,32 @@ worker_try_round(int64 (*round) (void), MemoryContext round_cxt, int64 *items)
 }
 
 /*
+ * Does the database exist?  Connected to no database, only the shared
+ * catalogs can be read, and only by a heap scan (as autovacuum's launcher
+ * lists databases).
+ */
+static bool
+worker_database_exists(const char *name)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!found && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), name) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
  * sessioncache.database does not exist (the previous attempt to connect
  * died): connected to no database, check for it with a growing pause, log
  * once, and exit (to be restarted, connecting) when it appears.
@@ -292,13 +323,7 @@ worker_wait_for_database(SCWorkerKind kind)
 	}
 	while (!ShutdownRequestPending)
 	{
-		Oid			db;
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		db = get_database_oid(sc_database, true);
-		CommitTransactionCommand();
-		if (OidIsValid(db))
+		if (worker_database_exists(sc_database))
 		{
 			workers->db_missing = false;
 			workers->db_missing_logged = false;
