@@ -91,6 +91,118 @@ $$;
 -- end of issue 12: ids
 
 ------------------------------------------------------------------------
+-- issue 12: backup and restore with plain pg_dump and pg_restore (or psql
+-- for a plain dump) into a server that preloads sessioncache.
+--
+-- A restore runs CREATE EXTENSION (which defines the four built-in caches)
+-- and then COPYs the dumped rows of the configuration tables.  Two things
+-- stood in its way:
+--
+-- 1. cache_defs was dumped WHERE NOT builtin: a built-in cache redefined in
+--    place (define_cache('sessions', ...) keeps builtin = true) lost its
+--    settings, and one dropped and defined again (builtin = false, same
+--    name) collided with the installed row (23505), which lost the whole
+--    table.  Now every row is dumped, and a COPY into cache_defs replaces the
+--    built-in row of the same name or id that CREATE EXTENSION made (only one
+--    with no durable rows: a restore copies cache_defs before
+--    durable_entries).  A dump that lists built-in caches lists all that
+--    existed, so a built-in cache missing from it had been dropped: the
+--    installed one is removed.  A dump of 1.0 lists none; the installed ones
+--    stay.
+-- 2. The guard trigger refused every change of durable_entries not made by
+--    the extension, the restore's COPY too (42501).  It now lets a COPY into
+--    the table through: a COPY can only add rows (the primary key refuses a
+--    key that is already there), and a durable entry is in memory only if its
+--    row is committed, so no added key can be in memory already.
+--
+-- After a COPY into either table, shared memory forgets every cache and
+-- entry when the transaction commits (as after CREATE EXTENSION): the
+-- definitions and entries are read again from the tables on next use, so
+-- memory is coherent with whatever was copied.  (Entries of memory-only
+-- caches are lost then: a COPY into these tables is a restore, not
+-- something to do on a live system.)
+--
+-- "A COPY" is recognised by the statement the client sent, which is what
+-- pg_restore and psql send for a dump: COPY sessioncache.<table> ... FROM.
+------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('sessioncache.cache_defs', '');
+
+-- BEFORE INSERT, per row, during a COPY into cache_defs
+CREATE FUNCTION sessioncache._restore_cache_def() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM sessioncache.cache_defs d
+     WHERE d.builtin AND (d.name = NEW.name OR d.id = NEW.id)
+       AND NOT EXISTS (SELECT FROM sessioncache.durable_entries e WHERE e.cache_id = d.id);
+    RETURN NEW;
+END
+$$;
+
+-- AFTER INSERT, per statement, after a COPY into cache_defs
+CREATE FUNCTION sessioncache._restored_cache_defs() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM restored r WHERE r.builtin) THEN
+        DELETE FROM sessioncache.cache_defs d
+         WHERE d.builtin AND d.id NOT IN (SELECT r.id FROM restored r)
+           AND NOT EXISTS (SELECT FROM sessioncache.durable_entries e WHERE e.cache_id = d.id);
+    END IF;
+    PERFORM sessioncache._install();    -- memory forgets every cache at commit
+    RETURN NULL;
+END
+$$;
+
+-- AFTER INSERT, per statement, after a COPY into durable_entries
+CREATE FUNCTION sessioncache._restored_entries() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM sessioncache._install();    -- memory forgets every entry at commit
+    RETURN NULL;
+END
+$$;
+
+REVOKE ALL ON FUNCTION sessioncache._restore_cache_def(), sessioncache._restored_cache_defs(),
+    sessioncache._restored_entries() FROM PUBLIC;
+
+CREATE TRIGGER cache_defs_restore
+    BEFORE INSERT ON sessioncache.cache_defs FOR EACH ROW
+    WHEN (pg_catalog.current_query()
+          ~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?cache_defs"?[\s(]')
+    EXECUTE FUNCTION sessioncache._restore_cache_def();
+
+CREATE TRIGGER cache_defs_restored
+    AFTER INSERT ON sessioncache.cache_defs
+    REFERENCING NEW TABLE AS restored FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          ~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?cache_defs"?[\s(]')
+    EXECUTE FUNCTION sessioncache._restored_cache_defs();
+
+DROP TRIGGER durable_entries_guard ON sessioncache.durable_entries;
+
+CREATE TRIGGER durable_entries_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON sessioncache.durable_entries
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          !~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?durable_entries"?[\s(]')
+    EXECUTE FUNCTION sessioncache.durable_guard();
+
+CREATE TRIGGER durable_entries_guard_truncate
+    BEFORE TRUNCATE ON sessioncache.durable_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION sessioncache.durable_guard();
+
+CREATE TRIGGER durable_entries_restored
+    AFTER INSERT ON sessioncache.durable_entries FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          ~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?durable_entries"?[\s(]')
+    EXECUTE FUNCTION sessioncache._restored_entries();
+
+-- end of issue 12: backup and restore
+
+------------------------------------------------------------------------
 -- Issue 14: JGroups discovery (JDBC_PING) through sessioncache membership.
 --
 -- JGroups 2.12's JDBC_PING runs four operator-set statements (its properties
