@@ -6,9 +6,11 @@
 # walkthrough with --walkthrough.  Run as root on a Debian machine (there is
 # no sudo on a bare one):
 #
-#     scripts/demo.sh [--walkthrough] [--keep] [scenario options]
+#     scripts/demo.sh [--walkthrough] [--keep] [--java] [scenario options]
 #
 # --keep leaves the server running (connect with the psql line printed).
+# --java runs the scenario's app nodes in Java, with the Java client
+# (client/java: pgjdbc, NearCache, Membership) instead of the Python one.
 # When user postgres cannot read the checkout (e.g. it is in /root), the
 # scripts and the servers run from a copy in /tmp/sessioncache-demo instead.
 # The servers' data directories are removed at the end; logs stay.
@@ -17,11 +19,13 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 keep=0
 walkthrough=0
+java=0
 args=()
 for a in "$@"; do
     case "$a" in
         --keep) keep=1 ;;
         --walkthrough) walkthrough=1 ;;
+        --java) java=1 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -55,6 +59,13 @@ mkdir -p "$run"
 chown -R postgres: "$run"
 [ "$top" = /tmp/sessioncache-demo ] && chown -R postgres: "$top"
 
+if [ $walkthrough -eq 0 ] && [ $java -eq 1 ]; then
+    # the Java client and its scenario node, built where postgres can read them
+    make -s -C client/java demo B="$run/java-build" >/dev/null
+    chown -R postgres: "$run/java-build"
+    b="$run/java-build"
+    args+=(--java "$b/sessioncache-demo.jar:$b/sessioncache-client.jar:/usr/share/java/postgresql.jar")
+fi
 if [ $walkthrough -eq 0 ] && [ -f scripts/scenario.py ]; then
     # the scenario starts, crashes, restarts and fails over its own servers,
     # and removes their data directories at the end (--keep-data keeps them)
