@@ -5,19 +5,23 @@
 # scenario of scripts/scenario.py when given no arguments, or just a short
 # walkthrough with --walkthrough.  Run as root on a Debian machine:
 #
-#     sudo scripts/demo.sh [--walkthrough] [--keep] [scenario options]
+#     sudo scripts/demo.sh [--walkthrough] [--keep] [--java] [scenario options]
 #
 # --keep leaves the server running (connect with the psql line printed).
+# --java runs the scenario's app nodes in Java, with the Java client
+# (client/java: pgjdbc, NearCache, Membership) instead of the Python one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 keep=0
 walkthrough=0
+java=0
 args=()
 for a in "$@"; do
     case "$a" in
         --keep) keep=1 ;;
         --walkthrough) walkthrough=1 ;;
+        --java) java=1 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -31,6 +35,13 @@ mkdir -p "$run"
 chown postgres: "$run"
 chmod 755 "$top" || true
 
+if [ $walkthrough -eq 0 ] && [ $java -eq 1 ]; then
+    # the Java client and its scenario node, built where postgres can read them
+    make -s -C client/java demo B="$run/java-build" >/dev/null
+    chown -R postgres: "$run/java-build"
+    b="$run/java-build"
+    args+=(--java "$b/sessioncache-demo.jar:$b/sessioncache-client.jar:/usr/share/java/postgresql.jar")
+fi
 if [ $walkthrough -eq 0 ] && [ -f scripts/scenario.py ]; then
     # the scenario starts, crashes, restarts and fails over its own servers
     exec runuser -u postgres -- /usr/bin/python3 scripts/scenario.py --dir "$run" "${args[@]}"

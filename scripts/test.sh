@@ -2,7 +2,7 @@
 # Runs every test of sessioncache: builds and installs it, then runs the
 # regression (pg_regress + pgTAP), isolation and Perl TAP suites, each on
 # temporary PostgreSQL instances started as the unprivileged user "postgres",
-# then the near-cache client's tests and the short fuzz run.  Run as root on a Debian machine:
+# then the near-cache clients' tests (Python and Java) and the short fuzz run.  Run as root on a Debian machine:
 #
 #     sudo scripts/test.sh
 #
@@ -36,6 +36,11 @@ fi
 # the reference near-cache client against a real server
 if [ $status -eq 0 ]; then
     sh client/run-tests.sh || status=$?
+fi
+
+# the Java client (client/java) against a real server
+if [ $status -eq 0 ]; then
+    bash client/java/run-tests.sh || status=$?
 fi
 
 # the short form of the fuzz harness
