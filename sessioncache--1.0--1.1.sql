@@ -201,3 +201,136 @@ CREATE TRIGGER durable_entries_restored
     EXECUTE FUNCTION sessioncache._restored_entries();
 
 -- end of issue 12: backup and restore
+
+------------------------------------------------------------------------
+-- Issue 14: JGroups discovery (JDBC_PING) through sessioncache membership.
+--
+-- JGroups 2.12's JDBC_PING runs four operator-set statements (its properties
+-- initialize_sql, insert_single_sql, delete_single_sql, select_all_pingdata_sql)
+-- with the parameters (own_addr, cluster_name, ping_data), (own_addr,
+-- cluster_name) and (cluster_name), insert and delete through executeUpdate().
+-- Every `interval` ms each node rewrites its row: the delete and then the
+-- insert, one after the other on one connection. The view
+-- sessioncache.jgroups_ping takes those statements (client/java/jgroups/
+-- jdbc_ping.xml has them):
+--
+--   INSERT INTO sessioncache.jgroups_ping (own_addr, cluster_name, ping_data[, lease]) ...
+--       joins cluster cluster_name as node own_addr (lease: the column, default
+--       30 seconds), or, when that node is a live member already, renews its
+--       lease with heartbeat(): each rewrite renews it and the view id does not
+--       move. A lapsed member (SC001) joins again.
+--   DELETE FROM sessioncache.jgroups_ping WHERE own_addr = ? AND cluster_name = ?
+--       withdraws the row at once and shortens the member's lease to at most a
+--       third of it from now. The insert of a rewrite follows at once and renews
+--       it; after a clean stop (JGroups deletes its own row) or the coordinator's
+--       removal of a member that left the view, the member lapses within a third
+--       of its lease. (The delete cannot tell these apart: JDBC_PING issues the
+--       same statement for each.)
+--   SELECT ping_data FROM sessioncache.jgroups_ping WHERE cluster_name = ?
+--       the rows of live members only: a killed node's row is gone when its
+--       lease lapses, and the reaper removes the member (and, by the foreign
+--       key, its row), whether or not any node is left to clean up.
+--
+-- sessioncache.members and view() list the JGroups nodes like any member (node
+-- = JGroups' address, meta {"jgroups": true}).
+------------------------------------------------------------------------
+
+CREATE TABLE sessioncache.jgroups_pingdata (
+    member_id    bigint PRIMARY KEY
+                 REFERENCES sessioncache.cluster_members ON DELETE CASCADE,
+    cluster_name text NOT NULL,
+    own_addr     text NOT NULL,
+    ping_data    bytea,             -- NULL: withdrawn by a delete
+    UNIQUE (cluster_name, own_addr)
+);
+SELECT pg_catalog.pg_extension_config_dump('sessioncache.jgroups_pingdata', '');
+
+CREATE VIEW sessioncache.jgroups_ping AS
+    SELECT p.own_addr, p.cluster_name, p.ping_data, m.lease
+    FROM sessioncache.jgroups_pingdata p
+    JOIN sessioncache.cluster_members m ON m.member_id = p.member_id
+    WHERE p.ping_data IS NOT NULL
+      AND greatest(m.lease_expires_at, sessioncache._lease_epoch() + m.lease) > clock_timestamp();
+ALTER VIEW sessioncache.jgroups_ping ALTER COLUMN lease SET DEFAULT interval '30 seconds';
+
+CREATE FUNCTION sessioncache._jgroups_ping_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_member bigint;
+    v_lease interval;
+    v_lease_now interval;
+BEGIN
+    PERFORM sessioncache._check_name('cluster_name', NEW.cluster_name);
+    PERFORM sessioncache._check_name('own_addr', NEW.own_addr);
+    IF NEW.ping_data IS NULL THEN
+        RAISE EXCEPTION 'ping_data must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF octet_length(NEW.ping_data) > 65536 THEN
+        RAISE EXCEPTION 'ping_data of % bytes is too long', octet_length(NEW.ping_data)
+            USING ERRCODE = '54000', DETAIL = 'At most 65536 bytes are allowed.';
+    END IF;
+    v_lease := coalesce(NEW.lease, interval '30 seconds');
+
+    SELECT m.member_id, m.lease INTO v_member, v_lease_now
+        FROM sessioncache.cluster_members m
+        WHERE m.cluster = NEW.cluster_name AND m.node = NEW.own_addr;
+    IF v_member IS NOT NULL AND v_lease_now = v_lease THEN
+        BEGIN
+            -- a rewrite: renew the lease, keep the member (and the view id)
+            PERFORM sessioncache.heartbeat(v_member);
+        EXCEPTION WHEN SQLSTATE 'SC001' THEN
+            v_member := NULL;       -- lapsed: join again below
+        END;
+    ELSE
+        v_member := NULL;           -- new, or its lease changed: (re-)join
+    END IF;
+    IF v_member IS NULL THEN
+        -- a re-join of the same node replaces the old member (and, by the
+        -- foreign key, its row)
+        SELECT j.member_id INTO v_member
+            FROM sessioncache.join(NEW.cluster_name, NEW.own_addr, NULL, v_lease,
+                                   '{"jgroups": true}'::jsonb) j;
+    END IF;
+    INSERT INTO sessioncache.jgroups_pingdata AS p (member_id, cluster_name, own_addr, ping_data)
+        VALUES (v_member, NEW.cluster_name, NEW.own_addr, NEW.ping_data)
+        ON CONFLICT (member_id) DO UPDATE SET ping_data = EXCLUDED.ping_data;
+    NEW.lease := v_lease;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION sessioncache._jgroups_ping_delete() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_member bigint;
+BEGIN
+    UPDATE sessioncache.jgroups_pingdata p SET ping_data = NULL
+        WHERE p.cluster_name = OLD.cluster_name AND p.own_addr = OLD.own_addr
+        RETURNING p.member_id INTO v_member;
+    IF v_member IS NOT NULL THEN
+        UPDATE sessioncache.cluster_members m
+            SET lease_expires_at = least(m.lease_expires_at, clock_timestamp() + m.lease / 3)
+            WHERE m.member_id = v_member;
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER jgroups_ping_insert INSTEAD OF INSERT ON sessioncache.jgroups_ping
+    FOR EACH ROW EXECUTE FUNCTION sessioncache._jgroups_ping_insert();
+CREATE TRIGGER jgroups_ping_delete INSTEAD OF DELETE ON sessioncache.jgroups_ping
+    FOR EACH ROW EXECUTE FUNCTION sessioncache._jgroups_ping_delete();
+
+REVOKE ALL ON sessioncache.jgroups_pingdata, sessioncache.jgroups_ping FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessioncache._jgroups_ping_insert(), sessioncache._jgroups_ping_delete()
+    FROM PUBLIC;
+-- the app role reaches the rows through the view only; the view's filter calls
+-- _lease_epoch() with the caller's rights
+GRANT SELECT, INSERT, DELETE ON sessioncache.jgroups_ping TO sessioncache_app;
+GRANT SELECT ON sessioncache.jgroups_ping TO sessioncache_monitor, pg_monitor;
+GRANT EXECUTE ON FUNCTION sessioncache._lease_epoch() TO sessioncache_app;
+-- end of issue 14: JGroups JDBC_PING

@@ -7,8 +7,8 @@
 #
 #   client/java/run-tests.sh [JUnit ConsoleLauncher selectors, e.g. --select-class ...]
 #
-# With no selector every test class in build/test-classes runs.  The JGroups
-# test (JGroupsPingTest) runs separately: client/java/jgroups-test.sh.
+# With no selector every test class in build/test-classes runs, the JGroups
+# test (JGroupsPingTest: JGroups 2.12 nodes in JVMs of their own) included.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -27,10 +27,12 @@ chmod 711 "$tmp"
 sc_start_server "$tmp"
 
 selectors=("$@")
-[ ${#selectors[@]} -gt 0 ] || selectors=(--scan-class-path --exclude-classname '.*JGroups.*')
+[ ${#selectors[@]} -gt 0 ] || selectors=(--scan-class-path)
+cp "$here/jgroups/jdbc_ping.xml" "$tmp/jdbc_ping.xml"
+chown postgres: "$tmp/jdbc_ping.xml"
 set +e
 runuser -u postgres -- java -Dsc.url="$SC_URL" -Dsc.pgdata="$SC_PGDATA" -Dsc.bindir="$SC_BINDIR" \
-    -Dsc.log="$SC_LOG" -Djava.util.logging.config.file="$here/logging.properties" \
+    -Dsc.log="$SC_LOG" -Dsc.jgroups.stack="$tmp/jdbc_ping.xml" -Djava.util.logging.config.file="$here/logging.properties" \
     -cp "$tmp/build/test-classes:$(sc_junit_cp "$tmp/build")" org.junit.platform.console.ConsoleLauncher \
     --disable-banner --details=tree --disable-ansi-colors \
     "${selectors[@]}" 2>&1 | tee "$tmp/junit.out"
