@@ -4,7 +4,7 @@
 #   make && make install        build and install the extension
 #   make installcheck           regression, isolation and TAP tests, each on a
 #                               temporary instance (run as a non-root user;
-#                               test/run-tests.sh does all of it)
+#                               scripts/test.sh does all of it, as root)
 
 MODULE_big = sessioncache
 OBJS = \

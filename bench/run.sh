@@ -2,7 +2,7 @@
 # Benchmarks of sessioncache: throughput and ratios against a baseline run in
 # the same invocation, never an assertion.  See bench/README.md.
 #
-#     sudo bench/run.sh [all|issue13|core|memory|durable|notify|expiry|membership|
+#     bench/run.sh [all|issue13|core|memory|durable|notify|expiry|membership|
 #                        keycloak|touchwal|touchdesign]...
 #
 # Runs as root; starts its own temporary server as user postgres (a fresh

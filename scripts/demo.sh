@@ -3,13 +3,17 @@
 # with the extension preloaded in .run/ of this checkout (as the
 # unprivileged user "postgres"), and shows it working: the rolling-restart
 # scenario of scripts/scenario.py when given no arguments, or just a short
-# walkthrough with --walkthrough.  Run as root on a Debian machine:
+# walkthrough with --walkthrough.  Run as root on a Debian machine (there is
+# no sudo on a bare one):
 #
-#     sudo scripts/demo.sh [--walkthrough] [--keep] [--java] [scenario options]
+#     scripts/demo.sh [--walkthrough] [--keep] [--java] [scenario options]
 #
 # --keep leaves the server running (connect with the psql line printed).
 # --java runs the scenario's app nodes in Java, with the Java client
 # (client/java: pgjdbc, NearCache, Membership) instead of the Python one.
+# When user postgres cannot read the checkout (e.g. it is in /root), the
+# scripts and the servers run from a copy in /tmp/sessioncache-demo instead.
+# The servers' data directories are removed at the end; logs stay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -26,14 +30,34 @@ for a in "$@"; do
     esac
 done
 
+if [ $walkthrough -eq 0 ]; then
+    echo "sessioncache demo: installs what is missing, builds and installs the extension, then" \
+         "runs the rolling-restart scenario (phases 1-4, a few minutes; --quick: about one)"
+else
+    echo "sessioncache demo: installs what is missing, builds and installs the extension, then" \
+         "runs a short SQL walkthrough"
+fi
 scripts/install-deps.sh
 make -s
 make -s install >/dev/null
 
+# User postgres runs the servers and the scenario: it must be able to read
+# the scripts and write the run directory.  Otherwise work from a copy.
 run="$top/.run"
+chmod 755 "$top" 2>/dev/null || true
+if ! runuser -u postgres -- test -r "$top/scripts/scenario.py" -a -x "$top/client" 2>/dev/null; then
+    copy=/tmp/sessioncache-demo
+    rm -rf "$copy"
+    mkdir -p "$copy"
+    cp -a "$top/scripts" "$top/client" "$copy/"
+    run="$copy/.run"
+    echo "user postgres cannot read $top: running from a copy in $copy"
+    top="$copy"
+    cd "$top"
+fi
 mkdir -p "$run"
-chown postgres: "$run"
-chmod 755 "$top" || true
+chown -R postgres: "$run"
+[ "$top" = /tmp/sessioncache-demo ] && chown -R postgres: "$top"
 
 if [ $walkthrough -eq 0 ] && [ $java -eq 1 ]; then
     # the Java client and its scenario node, built where postgres can read them
@@ -43,7 +67,8 @@ if [ $walkthrough -eq 0 ] && [ $java -eq 1 ]; then
     args+=(--java "$b/sessioncache-demo.jar:$b/sessioncache-client.jar:/usr/share/java/postgresql.jar")
 fi
 if [ $walkthrough -eq 0 ] && [ -f scripts/scenario.py ]; then
-    # the scenario starts, crashes, restarts and fails over its own servers
+    # the scenario starts, crashes, restarts and fails over its own servers,
+    # and removes their data directories at the end (--keep-data keeps them)
     exec runuser -u postgres -- /usr/bin/python3 scripts/scenario.py --dir "$run" "${args[@]}"
 fi
 
@@ -70,7 +95,8 @@ runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$run/server.log" -w start >/
 stop_server() {
     if [ $keep -eq 0 ]; then
         runuser -u postgres -- "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null
-        echo "server stopped"
+        rm -rf "$data"
+        echo "server stopped, its data directory removed (log: $run/server.log)"
     else
         echo "server left running: psql -h $run -p $port -U postgres"
         echo "stop it with: runuser -u postgres -- $bin/pg_ctl -D $data stop"

@@ -2,7 +2,8 @@
 """The rolling-restart scenario: roll the whole auth cluster to new nodes,
 restart and fail over the database, and log no one out.
 
-    /usr/bin/python3 scripts/scenario.py --dir DIR [--quick] [--java CLASSPATH]
+    /usr/bin/python3 scripts/scenario.py --dir DIR [--quick] [--keep-data]
+        [--java CLASSPATH]
         [--sessions N] [--offline N] [--users N] [--lease SECONDS] [--threads N]
 
 Run as an unprivileged user (scripts/demo.sh runs it as postgres).  It sets
@@ -45,8 +46,10 @@ bookkeeping in a file both sides map.  Every check is the same.
 The node processes keep their bookkeeping (touch times, patch revisions,
 counters) in shared memory owned by this process, so it survives their
 SIGKILL.  Every server started here is stopped at the end (by its pid if
-pg_ctl fails), also on error or interrupt.  Prints a table of the phases;
-the exit status is 0 only when every check passed.
+pg_ctl fails), also on error or interrupt, and its data directory removed
+(unless --keep-data; the logs stay in DIR).  Prints a table of the phases
+with a legend of its columns; the exit status is 0 only when every check
+passed.
 """
 
 import argparse
@@ -83,6 +86,28 @@ TOUCH_RING = 3          # the last touches remembered per key
 RESTART_SLACK = 0.1     # s: a touch racing a clean shutdown may be lost
 CRASH_SLACK = 1.0       # s: on top of flush_interval after a crash (a busy machine
                         # may run the writeback worker late)
+
+LEGEND = """
+columns:
+  sessions, offline  entries read back with their value / entries created (all must be there)
+  lost               entries that are gone
+  expired early      entries whose expires_at is earlier than their cache's idle_timeout
+                     allows, counted from the last touch the server must have kept
+  wrong              value, user, last committed patch or created_at not what the nodes wrote
+  timers off         idle timers (last_access) older than the last touch the server must
+                     have kept, or in the future.  Touches are written behind, every
+                     flush_interval (%(flush)g s here): a crash or failover may lose those of
+                     the last flush_interval + %(crash)g s (the margin covers a writeback round
+                     running late on a busy machine), a clean restart those of the last
+                     %(restart)g s.  Such a loss only makes a timer look older; it is listed in
+                     the "touches ... lost (allowed)" lines below, not counted here.
+  stale              copies in the live nodes' near caches that differ from the server
+                     once the invalidations have arrived
+  logouts            reads by the nodes that returned nothing for a live session
+  view id            the cluster's view id: (up) rose with the change of members, (same)
+                     unchanged
+  coordinator        the node that coordinates the view
+lost, expired early, wrong, timers off, stale and logouts must all be 0."""
 
 
 # ----------------------------------------------------------------------
@@ -606,6 +631,7 @@ class Scenario:
         self.heartbeat = max(0.2, args.lease / 3.0)
         self.flush = 1.0
         self.expiry = 1.0
+        self.keep_data = getattr(args, "keep_data", False)
         self.bindir = run(["pg_config", "--bindir"]).strip()
         self.ctx = multiprocessing.get_context("spawn")
         n = self.ds.n
@@ -987,7 +1013,8 @@ class Scenario:
         if recent:
             phase.notes.append(
                 "%d keys touched in the last %.1f s before the %s, %d of those touches"
-                " lost (allowed)%s"
+                " not yet written back and lost (allowed: their idle timers look older by"
+                " at most that much; no session is lost)%s"
                 % (at_risk, recent[-1][2][0], recent[-1][2][1], risk_lost,
                    "" if oldest_lost is None else
                    ", the oldest %.2f s before the stop" % oldest_lost))
@@ -1202,6 +1229,19 @@ class Scenario:
                 n.kill()
             n.alive = False
 
+    def remove_data(self):
+        """Remove the data directories of the stopped servers (unless
+        --keep-data): a full run leaves about 160 MB in them."""
+        if self.keep_data:
+            return False
+        removed = False
+        for name in ("primary", "standby"):
+            d = os.path.join(self.dir, name)
+            if os.path.isdir(d) and not os.path.exists(os.path.join(d, "postmaster.pid")):
+                shutil.rmtree(d, ignore_errors=True)
+                removed = True
+        return removed
+
     def report(self):
         cols = [("phase", "title", "<"), ("sessions", "sessions", ">"),
                 ("offline", "offline", ">"), ("lost", "lost", ">"),
@@ -1238,6 +1278,7 @@ class Scenario:
                                                   tot[C["patches"]], tot[C["errors"]]))
         touched = sum(1 for s in range(self.ds.n) if self.touch_ring[s * TOUCH_RING] > 0)
         print("%d of the %d keys were touched at least once" % (touched, self.ds.n))
+        print(LEGEND % {"flush": self.flush, "crash": CRASH_SLACK, "restart": RESTART_SLACK})
         st = getattr(self, "final_stats", {})
         if st:
             print("near caches of the last nodes: %d hits, %d misses, %d bypassed (offline),"
@@ -1255,6 +1296,10 @@ class Scenario:
 
     def main(self):
         t = time.monotonic()
+        print("sessioncache rolling-restart scenario: %d sessions and %d offline sessions of %d"
+              " users; phases 1 create, 2 roll nodes, 3a db restart, 3b db crash, 4 failover;"
+              " servers and logs in %s" % (self.ds.sessions, self.ds.offline, self.ds.users,
+                                           self.dir), flush=True)
         try:
             self.setup()
             for ph in (self.phase1, self.phase2, self.phase3, self.phase4):
@@ -1269,9 +1314,12 @@ class Scenario:
             self.stop_nodes()
             for s in Server.started:
                 s.cleanup()
+            removed = self.remove_data()
         ok = all(p.ok for p in self.phases) and len(self.phases) == 5
         self.report()
-        print("total %.1f s; servers stopped; logs in %s" % (time.monotonic() - t, self.dir))
+        print("total %.1f s; servers stopped%s; logs in %s"
+              % (time.monotonic() - t,
+                 ", their data directories removed" if removed else "", self.dir))
         print("RESULT: %s" % ("PASS" if ok else "FAIL"))
         return 0 if ok else 1
 
@@ -1284,6 +1332,8 @@ def main():
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--lease", type=float, default=3.0, help="the nodes' lease (s)")
     ap.add_argument("--threads", type=int, default=3, help="request threads per node")
+    ap.add_argument("--keep-data", action="store_true",
+                    help="keep the servers' data directories (removed by default)")
     ap.add_argument("--java", metavar="CLASSPATH",
                     help="run the app nodes in Java (client/java) with this class path")
     ap.add_argument("--quick", action="store_true",

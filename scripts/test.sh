@@ -4,7 +4,7 @@
 # temporary PostgreSQL instances started as the unprivileged user "postgres",
 # then the near-cache clients' tests (Python and Java) and the short fuzz run.  Run as root on a Debian machine:
 #
-#     sudo scripts/test.sh
+#     scripts/test.sh        (as root: there is no sudo on a bare Debian machine)
 #
 # Exit status is non-zero when anything fails; diffs are printed.
 set -euo pipefail
@@ -16,7 +16,8 @@ make -s clean >/dev/null
 make -s
 make -s install >/dev/null
 
-# PostgreSQL refuses to run as root: run the suites as postgres in a copy.
+# PostgreSQL refuses to run as root: run the suites as postgres in a copy
+# (which postgres can read even when the checkout is in root's home folder).
 work=$(mktemp -d /tmp/sessioncache-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -a "$top/." "$work/"
@@ -32,6 +33,9 @@ if [ $status -ne 0 ]; then
         [ -f "$f" ] && { echo "=== $f (tail)"; tail -n 60 "$f"; }
     done
 fi
+
+# the rest runs from the copy too (parts of it run as postgres)
+cd "$work"
 
 # the reference near-cache client against a real server
 if [ $status -eq 0 ]; then
