@@ -4,31 +4,41 @@
 #   make && make install        build and install the extension
 #   make installcheck           regression, isolation and TAP tests, each on a
 #                               temporary instance (run as a non-root user;
-#                               test/run-tests.sh does all of it)
+#                               scripts/test.sh does all of it, as root)
 
 MODULE_big = sessioncache
 OBJS = \
-	src/sessioncache.o \
+	src/settings.o \
 	src/arena.o \
-	src/table.o \
-	src/caches.o \
-	src/xact.o \
-	src/engine.o \
+	src/wheel.o \
+	src/store.o \
+	src/clock.o \
+	src/internal_sql.o \
+	src/locks.o \
 	src/durable.o \
-	src/writeback.o \
-	src/expiry.o \
+	src/caches.o \
+	src/pending.o \
 	src/notify.o \
+	src/engine.o \
+	src/xact.o \
 	src/membership.o \
+	src/expiry.o \
+	src/writeback.o \
+	src/prewarm.o \
 	src/workers.o \
 	src/sql_api.o \
-	src/views.o
+	src/views.o \
+	src/sessioncache.o
 
 EXTENSION = sessioncache
 DATA = sessioncache--1.0.sql sessioncache--1.0--1.1.sql
 PGFILEDESC = "sessioncache - shared-memory session cache with durable backing"
 
 PG_CPPFLAGS = -I$(srcdir)/src
-PG_CFLAGS = -Wall -Wmissing-prototypes -Werror
+# -Wextra without unused-parameter (PostgreSQL's own headers and callback
+# signatures trip it) and missing-field-initializers (the "= {0}" idiom)
+PG_CFLAGS = -Wall -Wextra -Wclobbered -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wmissing-prototypes -Werror
 
 
 # every sql/*.sql is a regression test, every test/specs/*.spec an isolation test
@@ -64,5 +74,5 @@ load:
 bench:
 	bench/run.sh
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/sessioncache.h
+# every object depends on the headers (PGXS tracks no header dependencies)
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

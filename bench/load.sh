@@ -4,8 +4,8 @@
 # heartbeats) on 200,000 sessions of the durable cache 'sessions'.  See
 # bench/README.md.
 #
-#     sudo bench/load.sh            (make load)
-#     LOAD_SECONDS=30 sudo bench/load.sh
+#     bench/load.sh                 (make load; as root)
+#     LOAD_SECONDS=30 bench/load.sh
 #
 # Runs as root; starts its own temporary server as user postgres, as
 # bench/run.sh does (bench/common.sh).  The report goes to stdout, progress

@@ -2,7 +2,8 @@
 """The rolling-restart scenario: roll the whole auth cluster to new nodes,
 restart and fail over the database, and log no one out.
 
-    /usr/bin/python3 scripts/scenario.py --dir DIR [--quick]
+    /usr/bin/python3 scripts/scenario.py --dir DIR [--quick] [--keep-data]
+        [--java CLASSPATH]
         [--sessions N] [--offline N] [--users N] [--lease SECONDS] [--threads N]
 
 Run as an unprivileged user (scripts/demo.sh runs it as postgres).  It sets
@@ -35,15 +36,27 @@ node), its view id higher after a change of members and unchanged after a
 restart, crash or failover, that every live node agrees, and that no live
 node's near cache holds a value the server no longer has.
 
+With --java CLASSPATH the app nodes are Java processes using the Java client
+(client/java: NearCache + Membership over pgjdbc, the demo node
+org.sessioncache.demo.ScenarioNode) instead of Python ones; they speak JSON
+lines on stdin/stdout, reach the servers over loopback TCP (a multi-host
+JDBC URL with targetServerType=primary for the new nodes) and keep their
+bookkeeping in a file both sides map.  Every check is the same.
+
 The node processes keep their bookkeeping (touch times, patch revisions,
 counters) in shared memory owned by this process, so it survives their
 SIGKILL.  Every server started here is stopped at the end (by its pid if
-pg_ctl fails), also on error or interrupt.  Prints a table of the phases;
-the exit status is 0 only when every check passed.
+pg_ctl fails), also on error or interrupt, and its data directory removed
+(unless --keep-data; the logs stay in DIR).  Prints a table of the phases
+with a legend of its columns; the exit status is 0 only when every check
+passed.
 """
 
 import argparse
 import ctypes
+import json
+import mmap
+import queue
 import logging
 import multiprocessing
 import os
@@ -73,6 +86,28 @@ TOUCH_RING = 3          # the last touches remembered per key
 RESTART_SLACK = 0.1     # s: a touch racing a clean shutdown may be lost
 CRASH_SLACK = 1.0       # s: on top of flush_interval after a crash (a busy machine
                         # may run the writeback worker late)
+
+LEGEND = """
+columns:
+  sessions, offline  entries read back with their value / entries created (all must be there)
+  lost               entries that are gone
+  expired early      entries whose expires_at is earlier than their cache's idle_timeout
+                     allows, counted from the last touch the server must have kept
+  wrong              value, user, last committed patch or created_at not what the nodes wrote
+  timers off         idle timers (last_access) older than the last touch the server must
+                     have kept, or in the future.  Touches are written behind, every
+                     flush_interval (%(flush)g s here): a crash or failover may lose those of
+                     the last flush_interval + %(crash)g s (the margin covers a writeback round
+                     running late on a busy machine), a clean restart those of the last
+                     %(restart)g s.  Such a loss only makes a timer look older; it is listed in
+                     the "touches ... lost (allowed)" lines below, not counted here.
+  stale              copies in the live nodes' near caches that differ from the server
+                     once the invalidations have arrived
+  logouts            reads by the nodes that returned nothing for a live session
+  view id            the cluster's view id: (up) rose with the change of members, (same)
+                     unchanged
+  coordinator        the node that coordinates the view
+lost, expired early, wrong, timers off, stale and logouts must all be 0."""
 
 
 # ----------------------------------------------------------------------
@@ -437,11 +472,11 @@ class Server:
                 pass
 
 
-def server_conf(port, sockdir, memory):
+def server_conf(port, sockdir, memory, tcp=False):
     return "\n".join([
         "# scenario.py",
         "port = %d" % port,
-        "listen_addresses = ''",
+        "listen_addresses = '%s'" % ("127.0.0.1" if tcp else ""),
         "unix_socket_directories = '%s'" % sockdir,
         "shared_preload_libraries = 'sessioncache'",
         "sessioncache.database = 'postgres'",
@@ -493,6 +528,83 @@ class Node:
         self.alive = False
 
 
+class _JsonLines:
+    """The pipe of a Java node: JSON arrays, one a line, on its stdin/stdout
+    (send, poll and recv as a multiprocessing connection offers them)."""
+
+    def __init__(self, popen):
+        self.popen = popen
+        self.q = queue.Queue()
+        self.head = None
+        t = threading.Thread(target=self._read, daemon=True)
+        t.start()
+
+    def _read(self):
+        for line in self.popen.stdout:
+            try:
+                self.q.put(tuple(json.loads(line)))
+            except ValueError:
+                logging.warning("node said: %r", line)
+        self.q.put(None)        # EOF: the node is gone
+
+    def send(self, msg):
+        try:
+            self.popen.stdin.write((json.dumps(list(msg)) + "\n").encode())
+            self.popen.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise OSError("node is gone") from exc
+
+    def poll(self, timeout=0):
+        if self.head is None:
+            try:
+                self.head = self.q.get(timeout=timeout) if timeout else self.q.get_nowait()
+            except queue.Empty:
+                return False
+        return self.head is not None
+
+    def recv(self):
+        if not self.poll(None):
+            raise EOFError("node is gone")
+        r, self.head = self.head, None
+        return r
+
+
+class _JavaProc:
+    def __init__(self, popen):
+        self.popen = popen
+        self.pid = popen.pid
+
+    @property
+    def exitcode(self):
+        return self.popen.poll()
+
+    def join(self, timeout=None):
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class JavaNode(Node):
+    """An app node in Java (org.sessioncache.demo.ScenarioNode): the same
+    commands and replies as Node, over JSON lines."""
+
+    def __init__(self, classpath, name, share, shares, index, url, cfg, shared_file, offsets):
+        self.name, self.share, self.index = name, share, index
+        args = dict(cfg, node_index=index, name=name, share=share, shares=shares, url=url,
+                    shared=shared_file, offsets=offsets)
+        log = open(os.path.join(cfg["logdir"], name + ".log"), "ab")
+        popen = subprocess.Popen(
+            ["java", "-Xmx256m", "-XX:+UseSerialGC", "-cp", classpath,
+             "org.sessioncache.demo.ScenarioNode", json.dumps(args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        log.close()
+        self.proc = _JavaProc(popen)
+        self.pipe = _JsonLines(popen)
+        self.member_id = None
+        self.alive = True
+
+
 class Phase:
     def __init__(self, title):
         self.title = title
@@ -519,15 +631,37 @@ class Scenario:
         self.heartbeat = max(0.2, args.lease / 3.0)
         self.flush = 1.0
         self.expiry = 1.0
+        self.keep_data = getattr(args, "keep_data", False)
         self.bindir = run(["pg_config", "--bindir"]).strip()
         self.ctx = multiprocessing.get_context("spawn")
         n = self.ds.n
-        self.touch_ring = multiprocessing.RawArray(ctypes.c_double, n * TOUCH_RING)
-        self.rev_attempt = multiprocessing.RawArray(ctypes.c_longlong, n)
-        self.rev_done = multiprocessing.RawArray(ctypes.c_longlong, n)
-        self.created_t0 = multiprocessing.RawArray(ctypes.c_double, n)
         self.max_nodes = 6
-        self.counters = multiprocessing.RawArray(ctypes.c_longlong, self.max_nodes * len(COUNTERS))
+        self.java = args.java
+        if self.java:
+            # Java nodes map the same file (native byte order, 8-byte slots)
+            os.makedirs(self.dir, exist_ok=True)
+            self.shared_file = os.path.join(self.dir, "java-nodes.bin")
+            layout = [("touch_ring", ctypes.c_double, n * TOUCH_RING),
+                      ("rev_attempt", ctypes.c_longlong, n), ("rev_done", ctypes.c_longlong, n),
+                      ("created_t0", ctypes.c_double, n),
+                      ("counters", ctypes.c_longlong, self.max_nodes * len(COUNTERS))]
+            total = 8 * sum(k for _, _, k in layout)
+            with open(self.shared_file, "w+b") as f:
+                f.truncate(total)
+                self.mm = mmap.mmap(f.fileno(), total)
+            self.offsets = {}
+            off = 0
+            for name, ctype, k in layout:
+                setattr(self, name, (ctype * k).from_buffer(self.mm, off))
+                self.offsets[name] = off
+                off += 8 * k
+        else:
+            self.touch_ring = multiprocessing.RawArray(ctypes.c_double, n * TOUCH_RING)
+            self.rev_attempt = multiprocessing.RawArray(ctypes.c_longlong, n)
+            self.rev_done = multiprocessing.RawArray(ctypes.c_longlong, n)
+            self.created_t0 = multiprocessing.RawArray(ctypes.c_double, n)
+            self.counters = multiprocessing.RawArray(ctypes.c_longlong,
+                                                     self.max_nodes * len(COUNTERS))
         self.nodes = []
         self.phases = []
         self.primary = None
@@ -561,7 +695,13 @@ class Scenario:
         return [n for n in self.nodes if n.alive]
 
     def start_node(self, name, share, conninfo):
-        node = Node(self.ctx, name, share, 3, len(self.nodes), conninfo, self.cfg(), self.shared())
+        if self.java:
+            url = self.jdbc_old if conninfo == self.conninfo_old else self.jdbc_new
+            node = JavaNode(self.java, name, share, 3, len(self.nodes), url, self.cfg(),
+                            self.shared_file, self.offsets)
+        else:
+            node = Node(self.ctx, name, share, 3, len(self.nodes), conninfo, self.cfg(),
+                        self.shared())
         self.nodes.append(node)
         node.wait_ready()
         return node
@@ -625,7 +765,7 @@ class Scenario:
              "-E", "UTF8", "--locale=C"])
         mem = "256MB" if self.ds.n > 20000 else "64MB"
         with open(os.path.join(pdir, "postgresql.conf"), "a") as f:
-            f.write(server_conf(p1, self.dir, mem))
+            f.write(server_conf(p1, self.dir, mem, tcp=bool(self.java)))
         self.primary = Server(self.bindir, "primary", pdir, p1, self.dir,
                               os.path.join(self.dir, "primary.log"))
         self.standby = Server(self.bindir, "standby", os.path.join(self.dir, "standby"), p2,
@@ -645,6 +785,10 @@ class Scenario:
         self.conninfo_new = ("host=%s,%s port=%d,%d dbname=postgres user=postgres "
                              "target_session_attrs=read-write connect_timeout=5"
                              % (self.dir, self.dir, p1, p2))
+        # the Java nodes: pgjdbc over loopback TCP, the same two ways
+        self.jdbc_old = "jdbc:postgresql://127.0.0.1:%d/postgres?user=postgres" % p1
+        self.jdbc_new = ("jdbc:postgresql://127.0.0.1:%d,127.0.0.1:%d/postgres?user=postgres"
+                         "&targetServerType=primary&connectTimeout=5" % (p1, p2))
 
     # -- the checks ------------------------------------------------------------
 
@@ -869,7 +1013,8 @@ class Scenario:
         if recent:
             phase.notes.append(
                 "%d keys touched in the last %.1f s before the %s, %d of those touches"
-                " lost (allowed)%s"
+                " not yet written back and lost (allowed: their idle timers look older by"
+                " at most that much; no session is lost)%s"
                 % (at_risk, recent[-1][2][0], recent[-1][2][1], risk_lost,
                    "" if oldest_lost is None else
                    ", the oldest %.2f s before the stop" % oldest_lost))
@@ -1084,6 +1229,19 @@ class Scenario:
                 n.kill()
             n.alive = False
 
+    def remove_data(self):
+        """Remove the data directories of the stopped servers (unless
+        --keep-data): a full run leaves about 160 MB in them."""
+        if self.keep_data:
+            return False
+        removed = False
+        for name in ("primary", "standby"):
+            d = os.path.join(self.dir, name)
+            if os.path.isdir(d) and not os.path.exists(os.path.join(d, "postmaster.pid")):
+                shutil.rmtree(d, ignore_errors=True)
+                removed = True
+        return removed
+
     def report(self):
         cols = [("phase", "title", "<"), ("sessions", "sessions", ">"),
                 ("offline", "offline", ">"), ("lost", "lost", ">"),
@@ -1105,8 +1263,9 @@ class Scenario:
                              for c, w, (_, _, a) in zip(cells, widths, cols)).rstrip()
         print()
         print("sessioncache rolling-restart scenario: %d sessions, %d offline sessions, "
-              "%d users, 3 + 3 nodes, lease %g s, flush_interval %g s"
-              % (self.ds.sessions, self.ds.offline, self.ds.users, self.lease, self.flush))
+              "%d users, 3 + 3 %s nodes, lease %g s, flush_interval %g s"
+              % (self.ds.sessions, self.ds.offline, self.ds.users,
+                 "Java" if self.java else "Python", self.lease, self.flush))
         print()
         print(line([h for h, _, _ in cols]))
         print(line(["-" * w for w in widths]))
@@ -1119,6 +1278,7 @@ class Scenario:
                                                   tot[C["patches"]], tot[C["errors"]]))
         touched = sum(1 for s in range(self.ds.n) if self.touch_ring[s * TOUCH_RING] > 0)
         print("%d of the %d keys were touched at least once" % (touched, self.ds.n))
+        print(LEGEND % {"flush": self.flush, "crash": CRASH_SLACK, "restart": RESTART_SLACK})
         st = getattr(self, "final_stats", {})
         if st:
             print("near caches of the last nodes: %d hits, %d misses, %d bypassed (offline),"
@@ -1136,6 +1296,10 @@ class Scenario:
 
     def main(self):
         t = time.monotonic()
+        print("sessioncache rolling-restart scenario: %d sessions and %d offline sessions of %d"
+              " users; phases 1 create, 2 roll nodes, 3a db restart, 3b db crash, 4 failover;"
+              " servers and logs in %s" % (self.ds.sessions, self.ds.offline, self.ds.users,
+                                           self.dir), flush=True)
         try:
             self.setup()
             for ph in (self.phase1, self.phase2, self.phase3, self.phase4):
@@ -1150,9 +1314,12 @@ class Scenario:
             self.stop_nodes()
             for s in Server.started:
                 s.cleanup()
+            removed = self.remove_data()
         ok = all(p.ok for p in self.phases) and len(self.phases) == 5
         self.report()
-        print("total %.1f s; servers stopped; logs in %s" % (time.monotonic() - t, self.dir))
+        print("total %.1f s; servers stopped%s; logs in %s"
+              % (time.monotonic() - t,
+                 ", their data directories removed" if removed else "", self.dir))
         print("RESULT: %s" % ("PASS" if ok else "FAIL"))
         return 0 if ok else 1
 
@@ -1165,6 +1332,10 @@ def main():
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--lease", type=float, default=3.0, help="the nodes' lease (s)")
     ap.add_argument("--threads", type=int, default=3, help="request threads per node")
+    ap.add_argument("--keep-data", action="store_true",
+                    help="keep the servers' data directories (removed by default)")
+    ap.add_argument("--java", metavar="CLASSPATH",
+                    help="run the app nodes in Java (client/java) with this class path")
     ap.add_argument("--quick", action="store_true",
                     help="the small size of the test suite: 2,000 + 2,000 for 500 users")
     args = ap.parse_args()

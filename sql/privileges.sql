@@ -201,7 +201,23 @@ SELECT is_empty($$
 $$, 'their search_path holds only trusted schemas and puts pg_temp in it explicitly');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
             WHERE p.pronamespace = 'sessioncache'::regnamespace AND p.prosecdef),
-          ARRAY['heartbeat', 'join', 'leave', 'view'], 'the SECURITY DEFINER functions');
+          ARRAY['_jgroups_ping_delete', '_jgroups_ping_insert', 'heartbeat', 'join', 'leave', 'view'],
+          'the SECURITY DEFINER functions');
+
+-- JGroups JDBC_PING (issue 14): the app role through the view only
+SELECT lives_ok($$SELECT pg_temp.as_role('regress_sc_app', 'INSERT INTO sessioncache.jgroups_ping (own_addr, cluster_name, ping_data) VALUES (''t_priv_addr'', ''t_priv_jg'', ''\x01'')')$$,
+                'app: JDBC_PING insert through sessioncache.jgroups_ping');
+SELECT lives_ok($$SELECT pg_temp.as_role('regress_sc_app', 'SELECT ping_data FROM sessioncache.jgroups_ping WHERE cluster_name = ''t_priv_jg''')$$,
+                'app: JDBC_PING select');
+SELECT lives_ok($$SELECT pg_temp.as_role('regress_sc_app', 'DELETE FROM sessioncache.jgroups_ping WHERE own_addr = ''t_priv_addr'' AND cluster_name = ''t_priv_jg''')$$,
+                'app: JDBC_PING delete');
+SELECT throws_ok($$SELECT pg_temp.as_role('regress_sc_app', 'UPDATE sessioncache.jgroups_pingdata SET ping_data = NULL')$$,
+                 '42501', NULL, 'app: no direct write of jgroups_pingdata');
+SELECT throws_ok($$SELECT pg_temp.as_role('regress_sc_plain', 'SELECT * FROM sessioncache.jgroups_ping')$$,
+                 '42501', NULL, 'plain role: jgroups_ping refused');
+SELECT is((SELECT count(*) FROM sessioncache.members WHERE cluster = 't_priv_jg' AND node = 't_priv_addr'),
+          1::bigint, 'the JDBC_PING node is a sessioncache member');
+SELECT sessioncache.leave(member_id) FROM sessioncache.members WHERE cluster = 't_priv_jg';
 
 ------------------------------------------------------------------------
 -- the durable table refuses direct changes, even from a superuser

@@ -23,7 +23,7 @@
 
 #include "port/pg_bitutils.h"
 
-#include "sessioncache.h"
+#include "arena.h"
 
 #define BLOCK_ALIGN			16
 #define BLOCK_HDR			8
@@ -254,6 +254,33 @@ Size
 SCArenaBlockSize(char *base, uint32 off)
 {
 	return BLOCK_SIZE(BLOCK_AT(base, off - BLOCK_HDR));
+}
+
+/*
+ * The payload bytes of the largest free block: the highest non-empty class
+ * holds it; look at up to 64 blocks of that class (a class spans an eighth
+ * of a power of two, so the answer is exact or within that much).
+ */
+Size
+SCArenaLargestFree(SCArena *arena, char *base)
+{
+	int			word;
+	uint32		best = 0;
+
+	for (word = SC_ARENA_BITMAP_WORDS - 1; word >= 0; word--)
+	{
+		if (arena->bitmap[word] != 0)
+		{
+			int			cls = word * 64 + pg_leftmost_one_pos64(arena->bitmap[word]);
+			uint32		f = arena->bins[cls];
+			int			seen = 0;
+
+			for (; f != 0 && seen < 64; f = BLOCK_AT(base, f)->next_free, seen++)
+				best = Max(best, BLOCK_SIZE(BLOCK_AT(base, f)));
+			break;
+		}
+	}
+	return best > BLOCK_HDR ? best - BLOCK_HDR : 0;
 }
 
 /*

@@ -14,7 +14,14 @@
  * Cache ids come from a sequence and are never reused: an entry of a dropped
  * cache can never be mistaken for one of a cache created later.
  *
- * Locking: the slot array is protected by defs_lock (shared to read,
+ * The store asks about caches through SCCachesPolicy: rules come from this
+ * backend's copy (which callers refresh before taking partition locks) and
+ * an id the copy does not know means "keep"; liveness comes from the shared
+ * slots, read without a lock under a partition lock (a drop frees the slot
+ * before it sweeps the partitions, so an apply or a fill either runs before
+ * the sweep, which removes its entry, or sees the cache gone).
+ *
+ * Locking: the slot array is protected by its own LWLock (shared to read,
  * exclusive to change).  Counters are atomics.  define_cache and drop_cache
  * also take a transaction-scoped heavyweight lock (SCLockCacheDefs) so that
  * concurrent definers serialize and a slot is sure to be free at commit.
@@ -32,7 +39,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "caches.h"
+#include "durable.h"
+#include "internal_sql.h"
+#include "locks.h"
+#include "settings.h"
+#include "store.h"
 
 typedef struct CacheSlot
 {
@@ -90,9 +102,11 @@ SCCachesShmemSize(void)
 }
 
 void
-SCCachesShmemInit(void *ptr, bool found)
+SCCachesShmemInit(LWLock *lock)
 {
-	caches = (CachesShared *) ptr;
+	bool		found;
+
+	caches = ShmemInitStruct("sessioncache caches", SCCachesShmemSize(), &found);
 	if (!found)
 	{
 		int			i,
@@ -106,7 +120,7 @@ SCCachesShmemInit(void *ptr, bool found)
 		pg_atomic_init_u32(&caches->reslot, 0);
 		caches->stats_reset = GetCurrentTimestamp();
 	}
-	caches->lock = &(GetNamedLWLockTranche("sessioncache"))[SC_NUM_PARTITIONS].lock;
+	caches->lock = lock;
 }
 
 /*
@@ -380,6 +394,46 @@ SCCachesRefresh(void)
 	caches_refresh_local();
 }
 
+void
+SCCacheRules(const SCCacheDef *def, SCStoreRules *rules)
+{
+	rules->idle_us = def->idle_us;
+	rules->max_us = def->max_us;
+	rules->evictable = def->durable;
+	/* durable expirations are announced with their rows' deletion */
+	rules->announce = !def->durable && def->notify;
+}
+
+/* policy callback: runs under a partition lock, reads the local copy */
+static bool
+caches_policy_rules(int32 cache_id, SCStoreRules *rules)
+{
+	int			i;
+
+	for (i = 0; i < local_ndefs; i++)
+	{
+		if (local_defs[i].id == cache_id)
+		{
+			SCCacheRules(&local_defs[i], rules);
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool caches_policy_live(int32 cache_id);
+
+static const SCStorePolicy caches_policy = {
+	caches_policy_rules,
+	caches_policy_live
+};
+
+const SCStorePolicy *
+SCCachesPolicy(void)
+{
+	return &caches_policy;
+}
+
 static CacheSlot *
 caches_slot_by_id(int32 cache_id)
 {
@@ -395,23 +449,13 @@ caches_slot_by_id(int32 cache_id)
 }
 
 /*
- * Is the cache still defined?  Called under a partition lock at commit; a
- * drop marks the slot free before it sweeps the partitions, so an apply
- * either runs before the sweep (which removes it) or sees the cache gone.
+ * Policy callback: is the cache still defined?  Reads the shared slot
+ * without a lock (see the file header).
  */
-bool
-SCCacheIsLive(int32 cache_id)
+static bool
+caches_policy_live(int32 cache_id)
 {
 	return caches_slot_by_id(cache_id) != NULL;
-}
-
-/* Has the cache notify on?  Reads the shared slot; no lock needed. */
-bool
-SCCacheWantsNotify(int32 cache_id)
-{
-	CacheSlot  *slot = caches_slot_by_id(cache_id);
-
-	return slot != NULL && slot->def.notify;
 }
 
 /* Did some cache's timeouts change since the expiry worker last asked? */
@@ -614,29 +658,23 @@ SCCachesHavePending(void)
 
 /*
  * A new installation of the extension committed: whatever shared memory
- * holds belongs to a dropped one (whose cache ids the new sequence will
- * reuse).  Forget every cache and its entries; the definitions are loaded
+ * holds belongs to a dropped one (whose cache ids the new sequence may
+ * reuse).  Forget every cache and every entry; the definitions are loaded
  * from the new table on next use.
  */
 static void
 caches_reset(void)
 {
-	int32		ids[SC_MAX_CACHES];
-	int			n = 0;
 	int			i;
 
 	LWLockAcquire(caches->lock, LW_EXCLUSIVE);
 	for (i = 0; i < SC_MAX_CACHES; i++)
-	{
-		if (caches->slots[i].def.id != 0)
-			ids[n++] = caches->slots[i].def.id;
 		caches->slots[i].def.id = 0;
-	}
 	caches->loaded = false;
 	pg_atomic_fetch_add_u64(&caches->generation, 1);
 	LWLockRelease(caches->lock);
-	for (i = 0; i < n; i++)
-		SCTableRemoveCache(ids[i]);
+	SCStoreRemoveAll();
+	SCInternalForgetOwner();
 }
 
 /* _install(): called by the install script */
@@ -658,13 +696,14 @@ SCCachesInstall(void)
  * always free for a new cache, since definers serialize on the heavyweight
  * lock and the table (which they checked) never holds more rows than slots.
  */
-void
+List *
 SCCachesXactEnd(bool commit)
 {
 	ListCell   *lc;
+	List	   *flush = NIL;
 
 	if (pending_defs == NIL)
-		return;
+		return NIL;
 	if (commit)
 	{
 		foreach(lc, pending_defs)
@@ -713,13 +752,14 @@ SCCachesXactEnd(bool commit)
 
 			/* the slot is gone: now remove what the cache had in memory */
 			if (pd->drop)
-				SCTableRemoveCache(pd->def.id);
+				SCStoreRemoveCache(pd->def.id);
 			/* near caches hold copies made under the old definition */
 			if (had_slot)
-				SCNotifyFlushCache(pd->def.name);
+				flush = lappend(flush, pd->def.name);
 		}
 	}
 	pending_defs = NIL;			/* the memory goes with the transaction */
+	return flush;
 }
 
 void
@@ -779,7 +819,7 @@ SCResetStats(void)
 	SCCachesEnsureLoaded();
 	LWLockAcquire(caches->lock, LW_EXCLUSIVE);
 	for (i = 0; i < SC_MAX_CACHES; i++)
-		for (s = 0; s < SC_NUM_COUNTERS; s++)
+		for (s = 0; s < SC_NUM_STATS; s++)
 			pg_atomic_write_u64(&caches->slots[i].stats[s], 0);
 	caches->stats_reset = GetCurrentTimestamp();
 	LWLockRelease(caches->lock);

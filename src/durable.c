@@ -2,20 +2,18 @@
  *
  * durable.c
  *		The durable table behind durable caches: write-through, row reads
- *		for fills, the guard against changes made behind the API's back.
+ *		for fills and pre-warm, write-back, expiry, and the guard against
+ *		changes made behind the API's back.
  *
  * A durable cache's entries are rows of sessioncache.durable_entries, an
  * ordinary WAL-logged table: the row is the truth, shared memory a copy that
  * can always be rebuilt.  Writes change the row in the caller's transaction
  * (so a commit makes them as durable as any row, and a rollback takes them
  * back) while the shared copy changes only when that transaction commits
- * (xact.c).  Touches are written back in batches by the flush worker
- * (writeback.c).
+ * (xact.c).  Touches are written back in batches by the writeback worker.
  *
- * The app role may not write the table: the statements here run as the
- * table's owner, and a statement trigger refuses any change that does not
- * come from here, so the shared copy can never silently disagree with the
- * table.
+ * Every statement on the table is in this file, and durable_decode_row is
+ * the only place that turns a row into an entry.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,14 +23,35 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "clock.h"
+#include "durable.h"
+#include "internal_sql.h"
 
 PG_FUNCTION_INFO_V1(durable_guard);
+
+/* the columns durable_decode_row reads, in its order */
+#define ROW_COLUMNS \
+	"d.cache_id, d.key, d.user_id, d.value, d.created_at, d.last_access," \
+	" coalesce(d.idle_us, 0), coalesce(d.max_us, 0), d.version"
+
+/*
+ * The expiry time of a row from its own columns, with the cache's timeouts
+ * as $N and $M (0 = none) where the row has none of its own.
+ */
+#define ROW_EXPIRY(last_access, idle, max) \
+	"least(CASE WHEN coalesce(idle_us, " idle ") = 0 THEN 'infinity'" \
+	"           ELSE " last_access " + coalesce(idle_us, " idle ") * interval '1 microsecond' END," \
+	"      CASE WHEN coalesce(max_us, " max ") = 0 THEN 'infinity'" \
+	"           ELSE created_at + coalesce(max_us, " max ") * interval '1 microsecond' END)"
 
 /* prepared once per backend */
 static SPIPlanPtr plan_read = NULL;
@@ -58,16 +77,37 @@ durable_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 }
 
 /*
- * Read the row of a key.  False when there is none or it has expired.  The
- * row is read with the latest snapshot, whatever the caller's isolation
- * level: shared memory always holds the latest committed state, and a read
- * must not depend on whether it hit memory or the table (a transaction
- * snapshot in REPEATABLE READ could otherwise return, and fill, a value
- * older than one already committed).
+ * Decode a row of ROW_COLUMNS into 'row', copying into the current memory
+ * context (the value only when want_value).  The one decoder.
  */
+static void
+durable_decode_row(HeapTuple tup, TupleDesc desc, bool want_value,
+				   SCDurableRow *row)
+{
+	bool		isnull;
+	Datum		d;
+	text	   *key = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+
+	row->cache_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	row->keylen = VARSIZE_ANY_EXHDR(key);
+	row->key = pnstrdup(VARDATA_ANY(key), row->keylen);
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	row->st.user = isnull ? NULL : TextDatumGetCString(d);
+	row->st.userlen = isnull ? 0 : strlen(row->st.user);
+	row->st.value = NULL;
+	if (want_value)
+		row->st.value = (struct varlena *) DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+	row->st.created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+	row->st.last_access = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	row->st.timeouts.idle_us = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	row->st.timeouts.max_us = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	row->st.version = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	row->st.expires_at = 0;
+}
+
 bool
 SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
-			  bool want_value, SCKeyState *st)
+			  bool want_value, SCEntryState *st)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
@@ -79,10 +119,9 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	SCSpiBegin(&spi);
 	ret = SPI_execute_snapshot(durable_plan(&plan_read,
-											"SELECT user_id, value, created_at, last_access,"
-											" coalesce(idle_us, 0), coalesce(max_us, 0), version"
-											" FROM sessioncache.durable_entries"
-											" WHERE cache_id = $1 AND key = $2",
+											"SELECT " ROW_COLUMNS
+											" FROM sessioncache.durable_entries d"
+											" WHERE d.cache_id = $1 AND d.key = $2",
 											2, types),
 							   values, NULL, GetLatestSnapshot(),
 							   InvalidSnapshot, false, false, 1);
@@ -91,50 +130,28 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 			 SPI_result_code_string(ret));
 	if (SPI_processed == 1)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(spi.caller_cxt);
+		SCDurableRow row;
 
-		st->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		st->last_access = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		st->timeouts.idle_us = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		st->timeouts.max_us = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		st->version = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		st->resident = false;
-		st->filled = false;
-		st->expires_at = SCComputeExpiry(def, &st->timeouts, st->created_at,
-										 st->last_access);
-		if (st->expires_at > GetCurrentTimestamp())
+		durable_decode_row(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						   want_value, &row);
+		MemoryContextSwitchTo(old);
+		row.st.expires_at = SCExpiryOf(def->idle_us, def->max_us,
+									   &row.st.timeouts, row.st.created_at,
+									   row.st.last_access);
+		if (row.st.expires_at > GetCurrentTimestamp())
 		{
-			MemoryContext old = MemoryContextSwitchTo(spi.caller_cxt);
-
+			*st = row.st;
 			found = true;
-			d = SPI_getbinval(tup, desc, 1, &isnull);
-			st->user = isnull ? NULL : TextDatumGetCString(d);
-			st->userlen = isnull ? 0 : strlen(st->user);
-			st->value = NULL;
-			if (want_value)
-			{
-				d = SPI_getbinval(tup, desc, 2, &isnull);
-				st->value = DatumGetJsonbPCopy(d);
-			}
-			MemoryContextSwitchTo(old);
 		}
 	}
 	SCSpiEnd(&spi);
 	return found;
 }
 
-/*
- * Insert or replace the row of a put.  The stored version never goes
- * backwards, even against a row written before a restart; returns it.
- * With keep_live_created (the caller did not read the row), a live row's
- * created_at is kept and returned in *created_at.
- */
 int64
 SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
-				  Jsonb *value, const char *user, int userlen,
+				  const struct varlena *value, const char *user, int userlen,
 				  const SCEntryTimeouts *timeouts, int64 version,
 				  TimestampTz *created_at, TimestampTz now,
 				  bool keep_live_created)
@@ -155,7 +172,7 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 		values[2] = PointerGetDatum(cstring_to_text_with_len(user, userlen));
 	else
 		nulls[2] = 'n';
-	values[3] = JsonbPGetDatum(value);
+	values[3] = PointerGetDatum(value);
 	values[4] = TimestampTzGetDatum(*created_at);
 	values[5] = TimestampTzGetDatum(now);
 	values[6] = Int64GetDatum(timeouts->idle_us);
@@ -165,7 +182,8 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 	if (timeouts->max_us == 0)
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(version);
-	values[9] = TimestampTzGetDatum(SCComputeExpiry(def, timeouts, *created_at, now));
+	values[9] = TimestampTzGetDatum(SCExpiryOf(def->idle_us, def->max_us,
+											   timeouts, *created_at, now));
 	values[10] = BoolGetDatum(keep_live_created);
 	values[11] = Int64GetDatum(max_us);
 
@@ -223,49 +241,51 @@ SCDurableWriteDelete(const SCCacheDef *def, const char *key, int keylen)
 	SCSpiEnd(&spi);
 }
 
-/*
- * A touch of an entry that is not in shared memory: update the row's idle
- * timer now, in the caller's transaction.
- */
-void
+bool
 SCDurableTouch(const SCCacheDef *def, const char *key, int keylen,
-			   const SCKeyState *cur)
+			   TimestampTz now)
 {
-	Oid			types[4] = {INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
+	Oid			types[5] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+	Datum		values[5];
 	SCSpiState	spi;
-	TimestampTz now = GetCurrentTimestamp();
 	int			ret;
+	bool		changed;
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	values[2] = TimestampTzGetDatum(now);
-	values[3] = TimestampTzGetDatum(SCComputeExpiry(def, &cur->timeouts,
-													cur->created_at, now));
+	values[3] = Int64GetDatum(def->idle_us);
+	values[4] = Int64GetDatum(def->max_us);
 	SCSpiBegin(&spi);
+	/* the expiry comes from the row as it is once locked, never from a
+	 * copy read before waiting for the lock */
 	ret = SPI_execute_plan(durable_plan(&plan_touch,
 										"UPDATE sessioncache.durable_entries"
-										" SET last_access = $3, expires_at = $4"
-										" WHERE cache_id = $1 AND key = $2 AND last_access < $3",
-										4, types),
+										" SET last_access = $3, expires_at = "
+										ROW_EXPIRY("$3", "$4", "$5")
+										" WHERE cache_id = $1 AND key = $2"
+										" AND last_access < $3 AND expires_at > $3",
+										5, types),
 						   values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
+	changed = SPI_processed > 0;
 	SCSpiEnd(&spi);
-	SCStatAdd(def->id, SC_STAT_TOUCHES, 1);
+	return changed;
 }
 
-/* Keys of a user's rows (live or not: callers re-read each key). */
-List *
-SCDurableUserKeys(const SCCacheDef *def, const char *user, int userlen)
+SCKeyRef *
+SCDurableUserKeys(const SCCacheDef *def, const char *user, int userlen,
+				  int *nkeys)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
 	SCSpiState	spi;
-	List	   *keys = NIL;
+	SCKeyRef   *keys;
 	uint64		i;
 	int			ret;
+	MemoryContext old;
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(user, userlen));
@@ -279,21 +299,23 @@ SCDurableUserKeys(const SCCacheDef *def, const char *user, int userlen)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(spi.caller_cxt);
+	keys = palloc(sizeof(SCKeyRef) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(spi.caller_cxt);
+		text	   *t = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 1, &isnull));
 
-		keys = lappend(keys, DatumGetTextPCopy(d));
-		MemoryContextSwitchTo(old);
+		keys[i].keylen = VARSIZE_ANY_EXHDR(t);
+		keys[i].key = pnstrdup(VARDATA_ANY(t), keys[i].keylen);
 	}
+	MemoryContextSwitchTo(old);
+	*nkeys = (int) SPI_processed;
 	SCSpiEnd(&spi);
 	return keys;
 }
 
-/* Remove every row of a dropped cache. */
 void
 SCDurableDropCache(int32 cache_id)
 {
@@ -312,10 +334,6 @@ SCDurableDropCache(int32 cache_id)
 	SCSpiEnd(&spi);
 }
 
-/*
- * After define_cache changed a durable cache's timeouts, recompute the
- * stored expiry times (the expiry worker scans by them).
- */
 void
 SCDurableRecomputeExpiry(const SCCacheDef *def)
 {
@@ -328,17 +346,237 @@ SCDurableRecomputeExpiry(const SCCacheDef *def)
 	values[1] = Int64GetDatum(def->idle_us);
 	values[2] = Int64GetDatum(def->max_us);
 	SCSpiBegin(&spi);
-	ret = SPI_execute_with_args("UPDATE sessioncache.durable_entries SET expires_at ="
-								" least(CASE WHEN coalesce(idle_us, $2) = 0 THEN 'infinity'"
-								"            ELSE last_access + coalesce(idle_us, $2) * interval '1 microsecond' END,"
-								"       CASE WHEN coalesce(max_us, $3) = 0 THEN 'infinity'"
-								"            ELSE created_at + coalesce(max_us, $3) * interval '1 microsecond' END)"
+	ret = SPI_execute_with_args("UPDATE sessioncache.durable_entries SET expires_at = "
+								ROW_EXPIRY("last_access", "$2", "$3")
 								" WHERE cache_id = $1",
 								3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));
 	SCSpiEnd(&spi);
+}
+
+/* copy (cache_id, key, version?) columns 1..3 and an optional ctid */
+static void
+durable_decode_expired(HeapTuple tup, TupleDesc desc, bool with_tid,
+					   SCDurableExpired *x)
+{
+	bool		isnull;
+	int			col = 1;
+	text	   *key;
+
+	if (with_tid)
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, col++, &isnull)),
+						&x->tid);
+	x->cache_id = DatumGetInt32(SPI_getbinval(tup, desc, col++, &isnull));
+	key = DatumGetTextPP(SPI_getbinval(tup, desc, col++, &isnull));
+	x->keylen = VARSIZE_ANY_EXHDR(key);
+	x->key = pnstrdup(VARDATA_ANY(key), x->keylen);
+	x->version = DatumGetInt64(SPI_getbinval(tup, desc, col, &isnull));
+}
+
+SCDurableExpired *
+SCDurableExpiredRows(int limit, int *n)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	SCSpiState	spi;
+	int			ret;
+	uint64		i;
+	SCDurableExpired *rows;
+	MemoryContext old;
+
+	values[0] = Int32GetDatum(limit);
+	SCSpiBegin(&spi);
+	ret = SPI_execute_with_args("SELECT ctid, cache_id, key, version"
+								" FROM sessioncache.durable_entries"
+								" WHERE expires_at <= now() ORDER BY expires_at LIMIT $1",
+								1, types, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not scan sessioncache.durable_entries: %s",
+			 SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(spi.caller_cxt);
+	rows = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							   true, &rows[i]);
+	MemoryContextSwitchTo(old);
+	*n = (int) SPI_processed;
+	SCSpiEnd(&spi);
+	return rows;
+}
+
+SCDurableExpired *
+SCDurableDeleteRows(SCDurableExpired *rows, int n, MemoryContext out_cxt,
+					int *ndeleted)
+{
+	Oid			types[1] = {TIDARRAYOID};
+	Datum		values[1];
+	Datum	   *tids = palloc(sizeof(Datum) * Max(n, 1));
+	SCSpiState	spi;
+	SCDurableExpired *gone;
+	MemoryContext old;
+	int			ret;
+	uint64		i;
+
+	for (i = 0; i < (uint64) n; i++)
+		tids[i] = PointerGetDatum(&rows[i].tid);
+	values[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
+												false, TYPALIGN_SHORT));
+	SCSpiBegin(&spi);
+	ret = SPI_execute_with_args("DELETE FROM sessioncache.durable_entries"
+								" WHERE ctid IN (SELECT ctid FROM sessioncache.durable_entries"
+								"                WHERE ctid = ANY($1) AND expires_at <= now()"
+								"                FOR UPDATE SKIP LOCKED)"
+								" RETURNING cache_id, key, version",
+								1, types, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
+	/* outlives SPI and the transaction: the caller reads it after commit */
+	old = MemoryContextSwitchTo(out_cxt);
+	gone = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							   false, &gone[i]);
+	MemoryContextSwitchTo(old);
+	*ndeleted = (int) SPI_processed;
+	SCSpiEnd(&spi);
+	return gone;
+}
+
+int64
+SCDurableWriteBack(int n, const int32 *cache_ids, char *const *keys,
+				   const int *keylens, const TimestampTz *last_access,
+				   const TimestampTz *expires_at)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *tkeys = palloc(sizeof(Datum) * n);
+	Datum	   *las = palloc(sizeof(Datum) * n);
+	Datum	   *exps = palloc(sizeof(Datum) * n);
+	Oid			types[4] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	TIMESTAMPTZARRAYOID};
+	Datum		values[4];
+	SCSpiState	spi;
+	int			ret;
+	int			i;
+	int64		written;
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int32GetDatum(cache_ids[i]);
+		tkeys[i] = PointerGetDatum(cstring_to_text_with_len(keys[i], keylens[i]));
+		las[i] = TimestampTzGetDatum(last_access[i]);
+		exps[i] = TimestampTzGetDatum(expires_at[i]);
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(tkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(las, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(construct_array(exps, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	SCSpiBegin(&spi);
+	ret = SPI_execute_with_args("WITH v AS (SELECT * FROM unnest($1, $2, $3, $4) AS v(cid, key, la, exp)),"
+								" l AS (SELECT d.ctid AS tid, v.la, v.exp"
+								"       FROM sessioncache.durable_entries d"
+								"       JOIN v ON d.cache_id = v.cid AND d.key = v.key"
+								"       WHERE d.last_access < v.la"
+								"       FOR UPDATE OF d SKIP LOCKED)"
+								" UPDATE sessioncache.durable_entries d"
+								" SET last_access = l.la, expires_at = l.exp"
+								" FROM l WHERE d.ctid = l.tid",
+								4, types, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not write back touches: %s", SPI_result_code_string(ret));
+	written = (int64) SPI_processed;
+	SCSpiEnd(&spi);
+	return written;
+}
+
+Tuplestorestate *
+SCDurableKeysByRecency(MemoryContext cxt, TupleDesc *desc)
+{
+	SCSpiState	spi;
+	Portal		portal;
+	Tuplestorestate *keys;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	*desc = CreateTemplateTupleDesc(2);
+	TupleDescInitEntry(*desc, (AttrNumber) 1, "cache_id", INT4OID, -1, 0);
+	TupleDescInitEntry(*desc, (AttrNumber) 2, "key", TEXTOID, -1, 0);
+	keys = tuplestore_begin_heap(false, true, work_mem);
+	MemoryContextSwitchTo(old);
+
+	SCSpiBegin(&spi);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT cache_id, key FROM sessioncache.durable_entries"
+									   " WHERE expires_at > now() ORDER BY last_access DESC",
+									   0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		uint64		i;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(cxt);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			Datum		values[2];
+			bool		nulls[2] = {false, false};
+			bool		isnull;
+
+			values[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			values[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+			tuplestore_putvalues(keys, *desc, values, nulls);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SCSpiEnd(&spi);
+	return keys;
+}
+
+SCDurableRow *
+SCDurableReadRows(const int32 *ids, char *const *keys, int n, int *nrows)
+{
+	Datum	   *dids = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *dkeys = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[2] = {INT4ARRAYOID, TEXTARRAYOID};
+	Datum		values[2];
+	SCSpiState	spi;
+	SCDurableRow *rows;
+	MemoryContext old;
+	int			ret;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		dids[i] = Int32GetDatum(ids[i]);
+		dkeys[i] = CStringGetTextDatum(keys[i]);
+	}
+	values[0] = PointerGetDatum(construct_array(dids, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(dkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	SCSpiBegin(&spi);
+	ret = SPI_execute_snapshot(SPI_prepare("SELECT " ROW_COLUMNS
+										   " FROM unnest($1, $2) AS v(cid, key)"
+										   " JOIN sessioncache.durable_entries d"
+										   " ON d.cache_id = v.cid AND d.key = v.key",
+										   2, types),
+							   values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, true, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read sessioncache.durable_entries: %s",
+			 SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(spi.caller_cxt);
+	rows = palloc(sizeof(SCDurableRow) * Max(SPI_processed, 1));
+	for (i = 0; i < (int) SPI_processed; i++)
+		durable_decode_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, true,
+						   &rows[i]);
+	MemoryContextSwitchTo(old);
+	*nrows = (int) SPI_processed;
+	SCSpiEnd(&spi);
+	return rows;
 }
 
 /*

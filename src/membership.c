@@ -23,6 +23,10 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "postmaster/interrupt.h"
+#include "storage/shmem.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -30,15 +34,33 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "internal_sql.h"
+#include "membership.h"
+#include "pending.h"
+#include "settings.h"
 
 PG_FUNCTION_INFO_V1(sc_lease_epoch);
 PG_FUNCTION_INFO_V1(sc_notify_view);
 
-/*
- * The lease epoch, set by the first caller once the server accepts writes.
- * During recovery it is "now": nothing lapses on a standby.
- */
+static pg_atomic_uint64 *lease_epoch = NULL;
+
+Size
+SCMembershipShmemSize(void)
+{
+	return MAXALIGN(sizeof(pg_atomic_uint64));
+}
+
+void
+SCMembershipShmemInit(void)
+{
+	bool		found;
+
+	lease_epoch = ShmemInitStruct("sessioncache membership",
+								  SCMembershipShmemSize(), &found);
+	if (!found)
+		pg_atomic_init_u64(lease_epoch, 0);
+}
+
 TimestampTz
 SCLeaseEpoch(void)
 {
@@ -46,13 +68,13 @@ SCLeaseEpoch(void)
 
 	if (RecoveryInProgress())
 		return GetCurrentTimestamp();
-	epoch = (TimestampTz) pg_atomic_read_u64(&sc_shared->lease_epoch);
+	epoch = (TimestampTz) pg_atomic_read_u64(lease_epoch);
 	if (epoch == 0)
 	{
 		uint64		expected = 0;
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (pg_atomic_compare_exchange_u64(&sc_shared->lease_epoch, &expected,
+		if (pg_atomic_compare_exchange_u64(lease_epoch, &expected,
 										   (uint64) now))
 			epoch = now;
 		else
@@ -166,6 +188,9 @@ SCMembershipReap(void)
 
 	foreach(lc, clusters)
 	{
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			break;
 		SCWorkerBeginTransaction();
 		SCSpiBegin(&spi);
 		(void) membership_reap_cluster((const char *) lfirst(lc), epoch, &removed);

@@ -10,7 +10,7 @@
  * appended to a ring in shared memory (after the commit, so rolled-back work
  * never gets there) and the notify worker sends the queued changes, several
  * to a payload as a JSON array, in transactions of its own.  Writers wake
- * the worker through its latch; it also polls every 50 ms.
+ * the worker through its latch; it sleeps until one does.
  *
  * When the ring is full, messages are dropped and the worker sends one
  * {"op": "flush"} instead, telling listeners to drop everything: a lost
@@ -34,11 +34,13 @@
 #include "storage/procarray.h"
 #include "utils/json.h"
 
-#include "sessioncache.h"
+#include "caches.h"
+#include "internal_sql.h"
+#include "notify.h"
+#include "settings.h"
 
 #define NOTIFY_QUEUE_SIZE	8192	/* messages */
 #define NOTIFY_PAYLOAD_MAX	7900	/* NOTIFY allows 8000 bytes */
-#define NOTIFY_MAX_WAITS	500 /* of 10 ms, for a waiting writer */
 #define NOTIFY_DRAIN_MAX	4096	/* messages per NOTIFY transaction */
 
 typedef struct NotifyMessage
@@ -78,33 +80,34 @@ SCNotifyShmemSize(void)
 }
 
 void
-SCNotifyShmemInit(void *ptr, bool found)
+SCNotifyShmemInit(LWLock *lock)
 {
-	queue = (NotifyQueue *) ptr;
+	bool		found;
+
+	queue = ShmemInitStruct("sessioncache notify", SCNotifyShmemSize(), &found);
 	if (!found)
 		memset(queue, 0, sizeof(NotifyQueue));
-	queue->lock = &(GetNamedLWLockTranche("sessioncache"))[SC_NUM_PARTITIONS + 1].lock;
+	queue->lock = lock;
 }
 
 /*
  * Append a message.  When the ring is full the message is dropped (and a
- * flush will be sent), unless the caller may wait: the expiry worker waits
- * for room, up to a few seconds, rather than make every listener drop
- * everything after a mass expiry.
+ * flush will be sent), unless the caller may wait until 'deadline' (0: not
+ * at all): the expiry worker waits for room, for a bounded time per round,
+ * rather than make every listener drop everything after a mass expiry.
  */
 static void
 notify_append(int32 cache_id, SCNotifyOp op, const char *key, int keylen,
-			  int64 version, bool wait)
+			  int64 version, TimestampTz deadline)
 {
 	NotifyMessage *m;
-	int			waits = 0;
 
 	for (;;)
 	{
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 		if (queue->tail - queue->head < NOTIFY_QUEUE_SIZE)
 			break;
-		if (!wait || waits++ >= NOTIFY_MAX_WAITS)
+		if (deadline == 0 || GetCurrentTimestamp() >= deadline)
 		{
 			queue->overflowed = true;
 			queue->dropped++;
@@ -130,27 +133,22 @@ notify_append(int32 cache_id, SCNotifyOp op, const char *key, int keylen,
 	queued_since_wake = true;
 }
 
-/*
- * Queue the committed change of a key, if its cache has notify on.  Called
- * after the change is applied; may be called under a partition lock.
- */
 void
 SCNotifyQueue(int32 cache_id, const char *key, int keylen, SCNotifyOp op,
 			  int64 version)
 {
-	if (queue == NULL || !SCCacheWantsNotify(cache_id))
+	if (queue == NULL)
 		return;
-	notify_append(cache_id, op, key, keylen, version, false);
+	notify_append(cache_id, op, key, keylen, version, 0);
 }
 
-/* The same, waiting for room when the queue is full (workers only). */
 void
 SCNotifyQueueWait(int32 cache_id, const char *key, int keylen, SCNotifyOp op,
-				  int64 version)
+				  int64 version, TimestampTz deadline)
 {
-	if (queue == NULL || !SCCacheWantsNotify(cache_id))
+	if (queue == NULL)
 		return;
-	notify_append(cache_id, op, key, keylen, version, true);
+	notify_append(cache_id, op, key, keylen, version, Max(deadline, 1));
 }
 
 /* Messages were lost before reaching the queue: make listeners flush. */
@@ -175,7 +173,7 @@ SCNotifyFlushCache(const char *name)
 {
 	if (queue == NULL)
 		return;
-	notify_append(0, SC_NOTIFY_FLUSH_CACHE, name, strlen(name), 0, false);
+	notify_append(0, SC_NOTIFY_FLUSH_CACHE, name, strlen(name), 0, 0);
 }
 
 /* Queue a membership view change (sent on sessioncache_membership). */
@@ -184,12 +182,11 @@ SCNotifyMembership(const char *cluster, int64 view_id)
 {
 	if (queue == NULL)
 		return;
-	notify_append(0, SC_NOTIFY_VIEW, cluster, strlen(cluster), view_id, false);
+	notify_append(0, SC_NOTIFY_VIEW, cluster, strlen(cluster), view_id, 0);
 }
 
-/* Wake the worker once per batch of applied changes. */
 void
-SCAfterApply(void)
+SCNotifyWakeWorker(void)
 {
 	if (!queued_since_wake || queue == NULL)
 		return;

@@ -20,7 +20,9 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "caches.h"
+#include "engine.h"
+#include "settings.h"
 
 PG_FUNCTION_INFO_V1(sc_define_cache);
 PG_FUNCTION_INFO_V1(sc_drop_cache);

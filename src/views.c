@@ -17,7 +17,11 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "caches.h"
+#include "notify.h"
+#include "settings.h"
+#include "store.h"
+#include "workers.h"
 
 PG_FUNCTION_INFO_V1(sc_cache_stats);
 PG_FUNCTION_INFO_V1(sc_memory);
@@ -26,6 +30,35 @@ PG_FUNCTION_INFO_V1(sc_reset_stats);
 PG_FUNCTION_INFO_V1(sc_check_memory);
 PG_FUNCTION_INFO_V1(sc_workers);
 PG_FUNCTION_INFO_V1(sc_notify_stats);
+
+/* per-cache gauges summed by a shared scan of the store */
+typedef struct CacheGauges
+{
+	int			n;
+	int32		ids[SC_MAX_CACHES];
+	uint64		entries[SC_MAX_CACHES];
+	uint64		bytes[SC_MAX_CACHES];
+} CacheGauges;
+
+static SCVisit
+gauges_visit(SCEntry *e, void *arg)
+{
+	CacheGauges *g = arg;
+	int			i;
+
+	for (i = 0; i < g->n; i++)
+	{
+		if (g->ids[i] == e->cache_id)
+		{
+			g->entries[i]++;
+			g->bytes[i] += SCStoreEntrySize((e->flags & SC_ENTRY_HAS_TIMEOUTS) != 0,
+											e->value_len, e->key_len,
+											e->user_len);
+			break;
+		}
+	}
+	return SC_VISIT_KEEP;
+}
 
 Datum
 sc_cache_stats(PG_FUNCTION_ARGS)
@@ -37,8 +70,16 @@ sc_cache_stats(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 
+	CacheGauges *g = palloc0(sizeof(CacheGauges));
+	SCStoreCursor cur = SC_STORE_CURSOR_INIT;
+
 	SCCheckUsable();
 	n = SCCachesSnapshot(defs, stats, &reset);
+	g->n = n;
+	for (i = 0; i < n; i++)
+		g->ids[i] = defs[i].id;
+	while (SCStoreScan(&cur, LW_SHARED, gauges_visit, g, -1) == SC_SCAN_MORE)
+		;
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
 	{
@@ -46,8 +87,8 @@ sc_cache_stats(PG_FUNCTION_ARGS)
 		bool		nulls[13] = {0};
 
 		values[0] = CStringGetTextDatum(defs[i].name);
-		values[1] = Int64GetDatum((int64) stats[i][SC_STAT_ENTRIES]);
-		values[2] = Int64GetDatum((int64) stats[i][SC_STAT_BYTES]);
+		values[1] = Int64GetDatum((int64) g->entries[i]);
+		values[2] = Int64GetDatum((int64) g->bytes[i]);
 		values[3] = Int64GetDatum((int64) stats[i][SC_STAT_HITS]);
 		values[4] = Int64GetDatum((int64) stats[i][SC_STAT_MISSES]);
 		values[5] = Int64GetDatum((int64) stats[i][SC_STAT_FILLS]);
@@ -55,7 +96,8 @@ sc_cache_stats(PG_FUNCTION_ARGS)
 		values[7] = Int64GetDatum((int64) stats[i][SC_STAT_DELETES]);
 		values[8] = Int64GetDatum((int64) stats[i][SC_STAT_TOUCHES]);
 		values[9] = Int64GetDatum((int64) stats[i][SC_STAT_EXPIRED]);
-		values[10] = Int64GetDatum((int64) stats[i][SC_STAT_EVICTED]);
+		values[10] = Int64GetDatum((int64) (stats[i][SC_STAT_EVICTED] +
+											stats[i][SC_STAT_EVICTED_USER_LIMIT]));
 		values[11] = Int64GetDatum((int64) stats[i][SC_STAT_NOTIFICATIONS]);
 		values[12] = TimestampTzGetDatum(reset);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -82,17 +124,17 @@ sc_memory(PG_FUNCTION_ARGS)
 	int			i;
 
 	SCCheckUsable();
+	total = 0;
 	for (i = 0; i < SC_NUM_PARTITIONS; i++)
 	{
-		SCPartition *part = &sc_shared->partitions[i];
+		SCPartitionStats ps;
 
-		LWLockAcquire(part->lock, LW_SHARED);
-		used += part->arena.used_bytes;
-		entries += part->nentries;
-		heap += part->arena.heap_end - part->arena.heap_start;
-		LWLockRelease(part->lock);
+		SCStorePartitionStats(i, &ps);
+		used += ps.used_bytes;
+		entries += ps.nentries;
+		heap += ps.heap_bytes;
+		total += ps.region_bytes;
 	}
-	total = (uint64) sc_shared->region_size * SC_NUM_PARTITIONS;
 	entry_bytes = entries > 0 ? Max(used / entries, 16) : 512;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -104,43 +146,99 @@ sc_memory(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* a batch of entries copied out under a partition lock, for the view */
+#define ENTRIES_BATCH	512
+
+typedef struct EntryRow
+{
+	int32		cache_id;
+	uint8		keylen;
+	uint8		userlen;
+	bool		has_user;
+	char		key[SC_KEY_MAX];
+	char		user[SC_USER_MAX];
+	TimestampTz created_at;
+	TimestampTz last_access;
+	TimestampTz expires_at;
+	int64		version;
+} EntryRow;
+
+typedef struct EntryBatch
+{
+	int			n;
+	TimestampTz now;
+	EntryRow	rows[ENTRIES_BATCH];
+} EntryBatch;
+
+static SCVisit
+entries_visit(SCEntry *e, void *arg)
+{
+	EntryBatch *b = arg;
+	SCStoreRules rules;
+	EntryRow   *r;
+
+	if (!SCCachesPolicy()->rules(e->cache_id, &rules) ||
+		SCStoreExpiry(&rules, e) <= b->now)
+		return SC_VISIT_KEEP;
+	r = &b->rows[b->n++];
+	r->cache_id = e->cache_id;
+	r->keylen = e->key_len;
+	memcpy(r->key, SCEntryKey(e), e->key_len);
+	r->has_user = (e->flags & SC_ENTRY_HAS_USER) != 0;
+	r->userlen = e->user_len;
+	if (r->has_user)
+		memcpy(r->user, SCEntryUser(e), e->user_len);
+	r->created_at = e->created_at;
+	r->last_access = e->last_access;
+	r->expires_at = SCStoreExpiry(&rules, e);
+	r->version = e->version;
+	return SC_VISIT_KEEP;
+}
+
 /* entries: every live entry in shared memory, without its value */
 Datum
 sc_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TimestampTz now = GetCurrentTimestamp();
-	int			partno;
+	EntryBatch *b = palloc(sizeof(EntryBatch));
+	SCStoreCursor cur = SC_STORE_CURSOR_INIT;
+	SCScanResult res;
 
 	SCCheckUsable();
 	SCCachesRefresh();
 	InitMaterializedSRF(fcinfo, 0);
-	for (partno = 0; partno < SC_NUM_PARTITIONS; partno++)
+	b->now = GetCurrentTimestamp();
+	do
 	{
-		List	   *rows = SCTableCopyPartition(partno, now);
-		ListCell   *lc;
+		int			i;
 
-		foreach(lc, rows)
+		b->n = 0;
+		res = SCStoreScan(&cur, LW_SHARED, entries_visit, b, ENTRIES_BATCH);
+		if (res == SC_SCAN_ROOM)
+			elog(ERROR, "sessioncache: a bucket holds %u entries", cur.need);
+		for (i = 0; i < b->n; i++)
 		{
-			SCEntryCopy *c = lfirst(lc);
+			EntryRow   *r = &b->rows[i];
+			SCCacheDef	def;
 			Datum		values[8];
 			bool		nulls[8] = {0};
 
-			values[0] = CStringGetTextDatum(c->cache);
-			values[1] = CStringGetTextDatum(c->key);
-			if (c->user)
-				values[2] = CStringGetTextDatum(c->user);
+			if (!SCCacheDefById(r->cache_id, &def))
+				continue;
+			values[0] = CStringGetTextDatum(def.name);
+			values[1] = PointerGetDatum(cstring_to_text_with_len(r->key, r->keylen));
+			if (r->has_user)
+				values[2] = PointerGetDatum(cstring_to_text_with_len(r->user, r->userlen));
 			else
 				nulls[2] = true;
-			values[3] = TimestampTzGetDatum(c->created_at);
-			values[4] = TimestampTzGetDatum(c->last_access);
-			values[5] = TimestampTzGetDatum(c->expires_at);
-			values[6] = BoolGetDatum(c->durable);
-			values[7] = Int64GetDatum(c->version);
+			values[3] = TimestampTzGetDatum(r->created_at);
+			values[4] = TimestampTzGetDatum(r->last_access);
+			values[5] = TimestampTzGetDatum(r->expires_at);
+			values[6] = BoolGetDatum(def.durable);
+			values[7] = Int64GetDatum(r->version);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
-		list_free_deep(rows);
-	}
+	} while (res != SC_SCAN_DONE);
 	return (Datum) 0;
 }
 
@@ -165,7 +263,7 @@ sc_check_memory(PG_FUNCTION_ARGS)
 	SCCheckUsable();
 	for (partno = 0; partno < SC_NUM_PARTITIONS; partno++)
 	{
-		if (!SCTableCheckPartition(partno))
+		if (!SCStoreCheckPartition(partno))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("sessioncache shared memory is inconsistent in partition %d", partno)));

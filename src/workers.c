@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * workers.c
- *		The background workers: registration, their common loop, and the
+ *		The background workers: registration, their common life, and the
  *		bookkeeping behind the sessioncache.workers view.
  *
  * Workers, by bgw_type:
@@ -10,17 +10,32 @@
  *	sessioncache prewarm	loads durable entries after a start (one-shot)
  *	sessioncache notify		sends invalidations over NOTIFY (notify.c)
  *
+ * They live like PostgreSQL's own: SIGTERM (fast shutdown,
+ * pg_terminate_backend) sets ShutdownRequestPending, which every loop of a
+ * round checks along with CHECK_FOR_INTERRUPTS(), so a worker stops within
+ * one small batch; SIGHUP reloads the configuration.  An error in a round
+ * is logged and counted, every LWLock is released, the transaction is
+ * aborted and the worker goes on.  Statistics are reported after every
+ * round that did work, so autovacuum hears of the dead rows expiry and
+ * writeback leave.
+ *
  * The static workers restart after a crash (bgw_restart_time).  The
  * prewarm worker is started by the writeback worker once per start of
- * shared memory, so it runs again after a crash-restart too.  Each round of
- * a worker runs in a PG_TRY: an error is logged and counted and the worker
- * goes on.  Workers log at LOG when they start and stop, at DEBUG1 per run.
+ * shared memory.  When sessioncache.database does not exist, a worker that
+ * failed to connect comes back connected to no database and waits for it,
+ * checking with a growing pause and logging once, rather than die and
+ * restart every second.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -29,7 +44,9 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
@@ -38,9 +55,20 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "sessioncache.h"
+#include "expiry.h"
+#include "notify.h"
+#include "prewarm.h"
+#include "settings.h"
+#include "store.h"
+#include "workers.h"
+#include "writeback.h"
 
 PGDLLEXPORT void sc_worker_main(Datum arg);
+
+#define SC_WORKER_BATCH			1000	/* a round this big runs again at once */
+#define SC_NOTIFY_GATHER_MS		5	/* pause of the notify worker after a round */
+#define SC_NOTIFY_IDLE_MS		60000	/* committers wake it; this is a backstop */
+#define SC_DB_WAIT_MAX_MS		60000	/* longest pause between database checks */
 
 typedef struct WorkerStat
 {
@@ -52,12 +80,14 @@ typedef struct WorkerStat
 	uint64		errors;
 	double		last_duration_ms;	/* of the last round */
 	uint64		last_max_hold_us;	/* longest partition lock hold in it */
+	int			connect_attempts;	/* started and not finished */
 } WorkerStat;
 
 typedef struct WorkersShared
 {
 	bool		prewarm_launched;	/* once per start of shared memory */
-	bool		prewarm_done;
+	bool		db_missing;		/* a worker found sessioncache.database gone */
+	bool		db_missing_logged;
 	WorkerStat	stats[SC_NUM_WORKERS];
 } WorkersShared;
 
@@ -67,29 +97,6 @@ static const char *const worker_names[SC_NUM_WORKERS] = {
 	"expiry", "writeback", "prewarm", "notify"
 };
 
-static volatile sig_atomic_t got_sigterm = false;
-
-/* the longest exclusive partition lock hold of the current round */
-static uint64 round_max_hold_us = 0;
-
-/*
- * Note the end of an exclusive lock hold that began at 'start'.  Workers
- * call this around every partition lock they hold exclusively, so that the
- * workers view shows how long they keep readers out.
- */
-void
-SCWorkerHoldDone(instr_time start)
-{
-	instr_time	now;
-	uint64		us;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, start);
-	us = INSTR_TIME_GET_MICROSEC(now);
-	if (us > round_max_hold_us)
-		round_max_hold_us = us;
-}
-
 Size
 SCWorkersShmemSize(void)
 {
@@ -97,9 +104,12 @@ SCWorkersShmemSize(void)
 }
 
 void
-SCWorkersShmemInit(void *ptr, bool found)
+SCWorkersShmemInit(void)
 {
-	workers = (WorkersShared *) ptr;
+	bool		found;
+
+	workers = ShmemInitStruct("sessioncache workers", SCWorkersShmemSize(),
+							  &found);
 	if (!found)
 	{
 		int			i;
@@ -124,7 +134,6 @@ worker_fill(BackgroundWorker *w, SCWorkerKind kind)
 	w->bgw_main_arg = Int32GetDatum(kind);
 }
 
-/* Called from _PG_init in the postmaster. */
 void
 SCWorkersRegister(void)
 {
@@ -156,25 +165,16 @@ worker_launch_prewarm(void)
 }
 
 static void
-worker_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-static void
 worker_record(SCWorkerKind kind, int64 items, bool error, double duration_ms)
 {
 	WorkerStat *st = &workers->stats[kind];
 	TimestampTz now = GetCurrentTimestamp();
+	uint64		hold = SCStoreTakeMaxHoldUs();
 
 	SpinLockAcquire(&st->mutex);
 	st->last_run = now;
 	st->last_duration_ms = duration_ms;
-	st->last_max_hold_us = round_max_hold_us;
+	st->last_max_hold_us = hold;
 	st->runs++;
 	if (items > 0)
 		st->items += items;
@@ -183,69 +183,46 @@ worker_record(SCWorkerKind kind, int64 items, bool error, double duration_ms)
 	SpinLockRelease(&st->mutex);
 }
 
-/*
- * Start a transaction in a worker, with a snapshot.  The statement start
- * time is set first: a worker runs no client statements, and without it
- * now() would stay at the moment the worker started.
- */
-static MemoryContext worker_outer_cxt = NULL;
-
-void
-SCWorkerBeginTransaction(void)
-{
-	worker_outer_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-/*
- * Commit, and return to the memory context the transaction began in (the
- * worker's round context), which CommitTransactionCommand does not do.
- */
-void
-SCWorkerCommit(void)
-{
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(worker_outer_cxt);
-}
-
 /* is the extension installed (the workers idle until it is)? */
 static bool
 worker_extension_ready(void)
 {
 	bool		ready;
+	Oid			nsp;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	ready = OidIsValid(get_namespace_oid("sessioncache", true)) &&
-		OidIsValid(get_relname_relid("durable_entries",
-									 get_namespace_oid("sessioncache", true)));
+	nsp = get_namespace_oid("sessioncache", true);
+	ready = OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("durable_entries", nsp));
 	CommitTransactionCommand();
 	return ready;
 }
 
-/* one round of a worker's work; returns the items it handled */
+/* the rounds of the workers; each returns the items it handled */
 static int64
-worker_round(SCWorkerKind kind)
+worker_notify_round(void)
 {
-	switch (kind)
-	{
-		case SC_WORKER_EXPIRY:
-			return SCExpiryRun();
-		case SC_WORKER_WRITEBACK:
-			worker_launch_prewarm();
-			return SCWritebackRun();
-		case SC_WORKER_PREWARM:
-			return SCPrewarmRun();
-		case SC_WORKER_NOTIFY:
-			return SCNotifyDrain();
-		default:
-			elog(ERROR, "unknown sessioncache worker %d", kind);
-	}
-	return 0;
+	return SCNotifyDrain();
 }
+
+static int64
+worker_writeback_round(void)
+{
+	worker_launch_prewarm();
+	return SCWritebackRun(false);
+}
+
+/* the writeback at a clean shutdown: every last touch */
+static int64
+worker_final_flush(void)
+{
+	return SCWritebackRun(true);
+}
+
+static int64 (*const worker_rounds[SC_NUM_WORKERS]) (void) = {
+	SCExpiryRun, worker_writeback_round, SCPrewarmRun, worker_notify_round
+};
 
 static long
 worker_period_ms(SCWorkerKind kind)
@@ -257,10 +234,138 @@ worker_period_ms(SCWorkerKind kind)
 		case SC_WORKER_WRITEBACK:
 			return sc_flush_interval_ms;
 		case SC_WORKER_NOTIFY:
-			return 50;
+			return SC_NOTIFY_IDLE_MS;
 		default:
 			return 1000;
 	}
+}
+
+/* Log an error of a round and clean up after it, as PostgreSQL's own do. */
+static void
+worker_recover(MemoryContext cxt)
+{
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	FlushErrorState();
+	LWLockReleaseAll();
+	AbortOutOfAnyTransaction();
+}
+
+/*
+ * Run one round in a PG_TRY; returns whether it failed, *items what it
+ * handled.
+ */
+static bool
+worker_try_round(int64 (*round) (void), MemoryContext round_cxt, int64 *items)
+{
+	volatile bool failed = false;
+	volatile int64 done = 0;
+
+	PG_TRY();
+	{
+		done = round();
+	}
+	PG_CATCH();
+	{
+		worker_recover(round_cxt);
+		failed = true;
+	}
+	PG_END_TRY();
+	*items = done;
+	return failed;
+}
+
+/*
+ * Does the database exist?  Connected to no database, only the shared
+ * catalogs can be read, and only by a heap scan (as autovacuum's launcher
+ * lists databases).
+ */
+static bool
+worker_database_exists(const char *name)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!found && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), name) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
+ * sessioncache.database does not exist (the previous attempt to connect
+ * died): connected to no database, check for it with a growing pause, log
+ * once, and exit (to be restarted, connecting) when it appears.
+ */
+static void
+worker_wait_for_database(SCWorkerKind kind)
+{
+	long		pause_ms = 1000;
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	workers->db_missing = true;
+	if (!workers->db_missing_logged)
+	{
+		workers->db_missing_logged = true;
+		ereport(LOG,
+				(errmsg("sessioncache workers wait for database \"%s\", which does not exist",
+						sc_database),
+				 errhint("Create the database, or set sessioncache.database and restart the server.")));
+	}
+	while (!ShutdownRequestPending)
+	{
+		if (worker_database_exists(sc_database))
+		{
+			workers->db_missing = false;
+			workers->db_missing_logged = false;
+			SpinLockAcquire(&workers->stats[kind].mutex);
+			workers->stats[kind].connect_attempts = 0;
+			SpinLockRelease(&workers->stats[kind].mutex);
+			ereport(LOG,
+					(errmsg("sessioncache %s worker found database \"%s\"; restarting to connect",
+							worker_names[kind], sc_database)));
+			proc_exit(1);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 pause_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		pause_ms = Min(pause_ms * 2, SC_DB_WAIT_MAX_MS);
+	}
+	proc_exit(0);
+}
+
+/* Connect to sessioncache.database, or wait for it to exist. */
+static void
+worker_connect(SCWorkerKind kind)
+{
+	WorkerStat *st = &workers->stats[kind];
+	int			attempts;
+
+	SpinLockAcquire(&st->mutex);
+	attempts = st->connect_attempts++;
+	SpinLockRelease(&st->mutex);
+	if (attempts > 0 || workers->db_missing)
+		worker_wait_for_database(kind);
+	BackgroundWorkerInitializeConnection(sc_database, NULL, 0);
+	SpinLockAcquire(&st->mutex);
+	st->connect_attempts = 0;
+	st->pid = MyProcPid;
+	SpinLockRelease(&st->mutex);
 }
 
 void
@@ -271,13 +376,9 @@ sc_worker_main(Datum arg)
 	bool		ready = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(sc_database, NULL, 0);
-
-	SpinLockAcquire(&workers->stats[kind].mutex);
-	workers->stats[kind].pid = MyProcPid;
-	SpinLockRelease(&workers->stats[kind].mutex);
+	worker_connect(kind);
 	if (kind == SC_WORKER_NOTIFY)
 		SCNotifySetWorkerLatch(MyLatch);
 
@@ -285,11 +386,10 @@ sc_worker_main(Datum arg)
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "sessioncache worker",
 									  ALLOCSET_DEFAULT_SIZES);
 
-	while (!got_sigterm)
+	while (!ShutdownRequestPending)
 	{
 		int64		items = 0;
 		bool		failed = false;
-		instr_time	started;
 
 		if (ConfigReloadPending)
 		{
@@ -301,35 +401,22 @@ sc_worker_main(Datum arg)
 		if (ready)
 		{
 			MemoryContext old = MemoryContextSwitchTo(round_cxt);
+			instr_time	started;
+			instr_time	elapsed;
 
 			pgstat_report_activity(STATE_RUNNING, worker_names[kind]);
-			round_max_hold_us = 0;
+			(void) SCStoreTakeMaxHoldUs();
 			INSTR_TIME_SET_CURRENT(started);
-			PG_TRY();
-			{
-				items = worker_round(kind);
-			}
-			PG_CATCH();
-			{
-				/* log, clean up and carry on: the next round retries */
-				MemoryContextSwitchTo(round_cxt);
-				EmitErrorReport();
-				FlushErrorState();
-				AbortOutOfAnyTransaction();
-				failed = true;
-			}
-			PG_END_TRY();
+			failed = worker_try_round(worker_rounds[kind], round_cxt, &items);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(round_cxt);
 			pgstat_report_activity(STATE_IDLE, NULL);
-			{
-				instr_time	elapsed;
-
-				INSTR_TIME_SET_CURRENT(elapsed);
-				INSTR_TIME_SUBTRACT(elapsed, started);
-				worker_record(kind, items, failed,
-							  INSTR_TIME_GET_MILLISEC(elapsed));
-			}
+			/* tell the statistics (and so autovacuum) what the round did */
+			if (items > 0)
+				pgstat_report_stat(true);
+			INSTR_TIME_SET_CURRENT(elapsed);
+			INSTR_TIME_SUBTRACT(elapsed, started);
+			worker_record(kind, items, failed, INSTR_TIME_GET_MILLISEC(elapsed));
 			/* the extension may have been dropped: check again */
 			if (failed)
 				ready = false;
@@ -341,7 +428,10 @@ sc_worker_main(Datum arg)
 		}
 		/* a full batch means more is waiting: go on at once */
 		if (items >= SC_WORKER_BATCH && !failed)
+		{
+			CHECK_FOR_INTERRUPTS();
 			continue;
+		}
 
 		/*
 		 * Every committing writer sets the notify worker's latch: a short
@@ -360,20 +450,9 @@ sc_worker_main(Datum arg)
 	/* a clean shutdown writes back the last touches */
 	if (kind == SC_WORKER_WRITEBACK && ready)
 	{
-		PG_TRY();
-		{
-			int			rounds = 0;
+		int64		items;
 
-			while (SCWritebackRun() > 0 && ++rounds < 1000)
-				;
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-		}
-		PG_END_TRY();
+		(void) worker_try_round(worker_final_flush, round_cxt, &items);
 	}
 	if (kind == SC_WORKER_NOTIFY)
 		SCNotifySetWorkerLatch(NULL);
@@ -385,7 +464,6 @@ sc_worker_main(Datum arg)
 	proc_exit(kind == SC_WORKER_PREWARM ? 0 : 1);
 }
 
-/* Copy out the workers' counters for the view. */
 int
 SCWorkersSnapshot(SCWorkerInfo *out)
 {

@@ -36,22 +36,25 @@ $node->append_conf('postgresql.conf',
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION sessioncache');
 
+# View ids start at the clock (microseconds) when a cluster is created and
+# add one per change: the test counts from the first one.
 my %member;
+my $first_view;
 for my $n (qw(n1 n2 n3))
 {
 	my ($id, $view) = split /\|/,
 	  $node->safe_psql('postgres',
 		"SELECT * FROM sessioncache.join('auth', '$n', 'addr-$n', '$lease_s seconds')");
 	$member{$n} = $id;
+	$first_view //= $view;
 }
+my $view = $first_view + 2;
 is( $node->safe_psql(
 		'postgres', q{
 SELECT string_agg(node || ':' || is_coordinator, ',' ORDER BY node), min(view_id), max(view_id)
 FROM sessioncache.members WHERE cluster = 'auth'}),
-	'n1:true,n2:false,n3:false|3|3',
-	'three members joined, view 3, n1 coordinates');
-
-my $view = 3;
+	"n1:true,n2:false,n3:false|$view|$view",
+	'three members joined, view first + 2, n1 coordinates');
 
 # Heartbeat n1 and n2 every 0.5 s for the given number of seconds, or until
 # the query $until returns something other than "wait"; returns its last
@@ -95,21 +98,21 @@ SELECT CASE WHEN EXISTS (SELECT FROM sessioncache.view('auth') WHERE member_id =
             WHEN clock_timestamp() < '$n3_expires'::timestamptz THEN 'removed early'
             WHEN clock_timestamp() <= '$n3_expires'::timestamptz
                  + interval '${expiry_ms} ms' + interval '$margin_s s' THEN 'removed'
-            ELSE 'removed late' END}, [ 3, 4 ]);
+            ELSE 'removed late' END}, [ $view, $view + 1 ]);
 is($answer, 'removed',
 	'n3 is removed after its lease lapsed, within expiry_interval + margin');
-$view = 4;
+$view++;
 is( $node->safe_psql(
 		'postgres', q{
 SELECT string_agg(node, ',' ORDER BY node), min(view_id), max(view_id)
 FROM sessioncache.members WHERE cluster = 'auth'}),
-	'n1,n2|4|4',
-	'n1 and n2 remain, view 4');
+	"n1,n2|$view|$view",
+	'n1 and n2 remain, view first + 3');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT string_agg(node || ':' || is_coordinator, ',' ORDER BY node), min(view_id)
 FROM sessioncache.view('auth')}),
-	'n1:true,n2:false|4',
+	"n1:true,n2:false|$view",
 	'view() says the same');
 
 # a lapsed member's heartbeat fails with SC001 and it must join again
@@ -171,8 +174,8 @@ is( $node->safe_psql(
 		'postgres', q{
 SELECT string_agg(node, ',' ORDER BY node), min(view_id)
 FROM sessioncache.members WHERE cluster = 'auth'}),
-	'n1|5',
-	'only n1 remains, view 5');
+	'n1|' . ($view + 1),
+	'only n1 remains, view first + 4');
 
 $node->stop;
 unlike(
@@ -194,8 +197,8 @@ $fresh->append_conf('postgresql.conf',
 $fresh->start;
 $fresh->safe_psql('postgres', 'CREATE EXTENSION sessioncache');
 ($ret, $out, $err) = $fresh->psql('postgres',
-	"SELECT view_id FROM sessioncache.join('auth', 'first', NULL, '1 hour')");
-is($out, '1', 'first use: join succeeds');
+	"SELECT view_id > extract(epoch FROM now()) * 1000000 - 3600e6 FROM sessioncache.join('auth', 'first', NULL, '1 hour')");
+is($out, 't', 'first use: join succeeds, its view id starts at the clock');
 ok( $fresh->poll_query_until(
 		'postgres',
 		'SELECT queued = 0 FROM sessioncache.notify_stats'),
