@@ -79,7 +79,10 @@ for my $e (@events)
 		is($f[1], $f[2], "$event: the primary stayed ($f[1]), restarted by pg_autoctl");
 	}
 	like($f[3], qr/^\d+\.\d\d s$/, "$event: a write succeeded on the primary after $f[3]");
-	like($f[4], qr/^\d+\.\d\d s$/, "$event: memory held every durable entry after $f[4]");
+	# the time until memory held every live durable entry, or the share it
+	# held when the prewarm worker was done (it skips an install that a
+	# concurrent write in the same partition raced; a read fills the rest)
+	like($f[4], qr/^(\d+\.\d\d s|\d+\.\d%)$/, "$event: pre-warmed: $f[4]");
 	ok($f[5] > 0, "$event: $f[5] acknowledged entries checked");
 	is("lost $f[6], expired early $f[7], timers off $f[8]",
 		'lost 0, expired early 0, timers off 0',
