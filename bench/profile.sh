@@ -5,7 +5,7 @@
 # functions that matter (jsonb output, the extension, the executor, the
 # protocol, the kernel).  See bench/README.md, "profile.sh".
 #
-#     sudo bench/profile.sh            # PROFILE_SECONDS=10 per case
+#     bench/profile.sh                 # as root; PROFILE_SECONDS=10 per case
 #
 # Needs perf (Debian linux-perf).  Without hardware counters (a VM) it
 # samples the cpu-clock software event, which is what the shares below use.

@@ -3,10 +3,15 @@
 # with the extension preloaded in .run/ of this checkout (as the
 # unprivileged user "postgres"), and shows it working: the rolling-restart
 # scenario of scripts/scenario.py when given no arguments, or just a short
-# walkthrough with --walkthrough.  Run as root on a Debian machine (there is
-# no sudo on a bare one):
+# walkthrough with --walkthrough.  With --ha it runs scripts/ha.py instead:
+# the same kind of load on a pg_auto_failover formation (monitor + 2 data
+# nodes) through perform failover, perform switchover, a killed postmaster
+# and a killed node, with 100,000 durable entries (--bulk N to change) and a
+# report of each failover.  Run as root on a Debian machine (there is no
+# sudo on a bare one):
 #
 #     scripts/demo.sh [--walkthrough] [--keep] [--java] [scenario options]
+#     scripts/demo.sh --ha [ha.py options]
 #
 # --keep leaves the server running (connect with the psql line printed).
 # --java runs the scenario's app nodes in Java, with the Java client
@@ -19,6 +24,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 keep=0
 walkthrough=0
+ha=0
 java=0
 args=()
 for a in "$@"; do
@@ -26,6 +32,7 @@ for a in "$@"; do
         --keep) keep=1 ;;
         --walkthrough) walkthrough=1 ;;
         --java) java=1 ;;
+        --ha) ha=1 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -59,6 +66,10 @@ mkdir -p "$run"
 chown -R postgres: "$run"
 [ "$top" = /tmp/sessioncache-demo ] && chown -R postgres: "$top"
 
+if [ $ha -eq 1 ]; then
+    # pg_autoctl runs as postgres too; ha.py stops every process it started
+    exec runuser -u postgres -- /usr/bin/python3 scripts/ha.py --dir "$run/ha" "${args[@]}"
+fi
 if [ $walkthrough -eq 0 ] && [ $java -eq 1 ]; then
     # the Java client and its scenario node, built where postgres can read them
     make -s -C client/java demo B="$run/java-build" >/dev/null

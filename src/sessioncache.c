@@ -147,5 +147,7 @@ _PG_init(void)
 	shmem_startup_hook = loader_shmem_startup;
 
 	SCXactInit();
-	SCWorkersRegister();
+	/* pg_upgrade's servers must not run workers (they hold databases open) */
+	if (!IsBinaryUpgrade)
+		SCWorkersRegister();
 }
