@@ -151,9 +151,10 @@ SCNotifyKeyHash(const uint8 *secret, const char *cache, const char *key,
 
 /*
  * Read the installation's channel secret, as the extension's owner, whose
- * role id goes to *owner.  False when the installation has no secret (its
- * SQL is 1.0's).  Needs a transaction; throws 55000 when the extension is
- * not installed.
+ * role id goes to *owner.  False when the installation has no channel_key
+ * table (its SQL is 1.0's); throws 55000 when the table has no secret (the
+ * worker then sends nothing rather than keys in clear) or the extension is
+ * not installed.  Needs a transaction.
  */
 bool
 SCNotifyReadSecret(uint8 *secret, Oid *owner)
@@ -187,6 +188,12 @@ SCNotifyReadSecret(uint8 *secret, Oid *owner)
 				found = true;
 			}
 		}
+		/* a 1.1 installation without its secret must not send keys in clear */
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("sessioncache.channel_key holds no channel secret"),
+					 errhint("Insert 32 random bytes into sessioncache.channel_key, or re-create the extension.")));
 	}
 	SCSpiEnd(&st);
 	return found;
