@@ -384,6 +384,17 @@ AS $$
     FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i)
 $$;
 
+-- a row's last access: its own, or its slot's when later
+CREATE FUNCTION sessioncache._last_access(d sessioncache.durable_entries)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(d.last_access,
+                    (SELECT a.la[(d.access_slot % 64)::int4 + 1]
+                     FROM sessioncache.access a WHERE a.block = d.access_slot / 64))
+$$;
+
 -- when a row expires: its last access counts its slot, its timeouts are
 -- its own or its cache's (durations as extract(epoch) counts them); NULL
 -- for a row of no cache
@@ -394,11 +405,7 @@ CREATE FUNCTION sessioncache._expires_at(d sessioncache.durable_entries)
 AS $$
     SELECT least(
         CASE WHEN t.idle = 0 THEN 'infinity'::timestamptz
-             ELSE greatest(d.last_access,
-                           (SELECT a.la[(d.access_slot % 64)::int4 + 1]
-                            FROM sessioncache.access a
-                            WHERE a.block = d.access_slot / 64))
-                  + t.idle * interval '1 microsecond' END,
+             ELSE sessioncache._last_access(d) + t.idle * interval '1 microsecond' END,
         CASE WHEN t.max = 0 THEN 'infinity'::timestamptz
              ELSE d.created_at + t.max * interval '1 microsecond' END)
     FROM sessioncache.cache_defs c,
@@ -412,13 +419,20 @@ AS $$
 $$;
 
 -- only sessioncache writes the slots (a restore's COPY excepted, as for
--- durable_entries)
+-- durable_entries; memory forgets every entry after it, as after a COPY
+-- into durable_entries)
 CREATE TRIGGER access_guard
     BEFORE INSERT OR UPDATE OR DELETE ON sessioncache.access
     FOR EACH STATEMENT
     WHEN (pg_catalog.current_query()
           !~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?access"?[\s(]')
     EXECUTE FUNCTION sessioncache.durable_guard();
+
+CREATE TRIGGER access_restored
+    AFTER INSERT ON sessioncache.access FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          ~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?access"?[\s(]')
+    EXECUTE FUNCTION sessioncache._restored_entries();
 
 CREATE TRIGGER access_guard_truncate
     BEFORE TRUNCATE ON sessioncache.access
@@ -427,6 +441,7 @@ CREATE TRIGGER access_guard_truncate
 REVOKE ALL ON TABLE sessioncache.access FROM PUBLIC;
 REVOKE ALL ON SEQUENCE sessioncache.access_slot_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION sessioncache._la_merge(timestamptz[], timestamptz[]),
-    sessioncache._expires_at(sessioncache.durable_entries) FROM PUBLIC;
+    sessioncache._expires_at(sessioncache.durable_entries),
+    sessioncache._last_access(sessioncache.durable_entries) FROM PUBLIC;
 
 -- end of issue 13

@@ -133,10 +133,7 @@ SELECT c, sessioncache.get(c, 't_entries:k2') FROM caches ORDER BY c;
 -- own last_access or, later, its slot in sessioncache.access) catches up
 -- within sessioncache.flush_interval (waited for, bounded)
 CREATE TEMP VIEW row_timers AS
-SELECT c.name AS cache, d.key,
-       greatest(d.last_access, (SELECT a.la[(d.access_slot % 64)::int4 + 1]
-                                FROM sessioncache.access a
-                                WHERE a.block = d.access_slot / 64)) AS last_access,
+SELECT c.name AS cache, d.key, sessioncache._last_access(d) AS last_access,
        sessioncache._expires_at(d) AS expires_at
 FROM sessioncache.durable_entries d JOIN sessioncache.cache_defs c ON c.id = d.cache_id;
 DO $$
