@@ -336,6 +336,98 @@ GRANT EXECUTE ON FUNCTION sessioncache._lease_epoch() TO sessioncache_app;
 -- end of issue 14: JGroups JDBC_PING
 
 ------------------------------------------------------------------------
+-- issue 12: the invalidation channel keeps keys private and cannot be
+-- forged; monitors see no key in clear; monitoring that predicts 53200 and
+-- counts the two kinds of eviction apart.
+--
+-- channel_key holds the installation's secret: 32 random bytes (two
+-- version-4 UUIDs, 244 random bits), readable by the owner only and not
+-- dumped (it is no configuration table: a restore gets a new one, and
+-- clients fetch the new one when a mac stops verifying).  The notify worker
+-- sends, instead of a key, "key_hash": hex of the first 16 bytes of
+-- HMAC-SHA256(secret, cache || NUL || key), and signs every object with
+-- "mac" (README, "Invalidation messages", defines the canonical string).
+-- channel_secret() hands the secret to sessioncache_app, whose clients map
+-- key_hash back to the keys they hold and drop objects whose mac fails.
+--
+-- The views whose columns changed get new C symbols (sc_*_1_1); the 1.0
+-- symbols keep 1.0's shapes for a server still at 1.0.
+------------------------------------------------------------------------
+
+CREATE TABLE sessioncache.channel_key (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    secret     bytea NOT NULL CHECK (octet_length(secret) = 32),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+INSERT INTO sessioncache.channel_key (secret)
+    SELECT pg_catalog.decode(pg_catalog.replace(
+               pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
+               '-', ''), 'hex');
+
+CREATE FUNCTION sessioncache.channel_secret() RETURNS bytea
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT k.secret FROM sessioncache.channel_key k $$;
+
+DROP VIEW sessioncache.cache_stats;
+DROP FUNCTION sessioncache._cache_stats();
+CREATE FUNCTION sessioncache._cache_stats(
+    OUT cache text, OUT entries bigint, OUT bytes bigint, OUT hits bigint,
+    OUT misses bigint, OUT fills bigint, OUT puts bigint, OUT deletes bigint,
+    OUT touches bigint, OUT expired bigint, OUT evicted bigint,
+    OUT evicted_user_limit bigint, OUT notifications bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sc_cache_stats_1_1' LANGUAGE C VOLATILE;
+CREATE VIEW sessioncache.cache_stats AS
+    SELECT * FROM sessioncache._cache_stats();
+
+DROP VIEW sessioncache.memory;
+DROP FUNCTION sessioncache._memory();
+CREATE FUNCTION sessioncache._memory(
+    OUT total_bytes bigint, OUT used_bytes bigint, OUT entries bigint,
+    OUT capacity_entries bigint, OUT headroom_bytes bigint,
+    OUT fullest_partition integer, OUT fullest_used_fraction float8,
+    OUT fullest_largest_free_bytes bigint)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sc_memory_1_1' LANGUAGE C VOLATILE;
+CREATE VIEW sessioncache.memory AS
+    SELECT * FROM sessioncache._memory();
+
+CREATE FUNCTION sessioncache._memory_partitions(
+    OUT partition integer, OUT total_bytes bigint, OUT used_bytes bigint,
+    OUT largest_free_bytes bigint, OUT entries bigint)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sc_memory_partitions' LANGUAGE C VOLATILE;
+CREATE VIEW sessioncache.memory_partitions AS
+    SELECT * FROM sessioncache._memory_partitions();
+
+DROP VIEW sessioncache.entries;
+DROP FUNCTION sessioncache._entries();
+CREATE FUNCTION sessioncache._entries(
+    OUT cache text, OUT key text, OUT user_id text, OUT created_at timestamptz,
+    OUT last_access timestamptz, OUT expires_at timestamptz,
+    OUT durable boolean, OUT version bigint, OUT key_hash text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sc_entries_1_1' LANGUAGE C VOLATILE;
+CREATE VIEW sessioncache.entries AS
+    SELECT * FROM sessioncache._entries();
+
+REVOKE ALL ON sessioncache.channel_key, sessioncache.cache_stats, sessioncache.memory,
+    sessioncache.memory_partitions, sessioncache.entries FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessioncache.channel_secret(), sessioncache._cache_stats(),
+    sessioncache._memory(), sessioncache._memory_partitions(), sessioncache._entries()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sessioncache.channel_secret() TO sessioncache_app;
+-- the views' functions run as the caller
+GRANT EXECUTE ON FUNCTION sessioncache._cache_stats(), sessioncache._memory(),
+    sessioncache._memory_partitions(), sessioncache._entries()
+    TO sessioncache_monitor, pg_monitor;
+GRANT SELECT ON sessioncache.cache_stats, sessioncache.memory,
+    sessioncache.memory_partitions, sessioncache.entries
+    TO sessioncache_monitor, pg_monitor;
+-- end of issue 12: channel, entries, memory headroom, evictions
+
 -- issue 13: a touch written back costs a small fraction of a row rewrite.
 --
 -- The writeback used to rewrite the whole wide row of durable_entries for

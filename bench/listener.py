@@ -19,6 +19,8 @@ one round trip between the writer's commit and its clock_timestamp(), which
 makes it slightly optimistic).  Both clocks are the same machine's.
 """
 import argparse
+import hashlib
+import hmac
 import json
 import select
 import signal
@@ -87,7 +89,8 @@ def main():
                 if obj.get("op") == "flush":
                     flushes += 1
                 elif obj.get("cache") == args.cache:
-                    received.setdefault(obj.get("key"), now)
+                    # since 1.1 the key comes as its key_hash (issue 12)
+                    received.setdefault(obj.get("key", obj.get("key_hash")), now)
 
     if args.mode == "count":
         print(objects, payloads, flushes)
@@ -95,8 +98,18 @@ def main():
 
     rows = conn.execute(
         "SELECT id, extract(epoch FROM t)::float8 FROM bench_commit_times").fetchall()
-    pairs = sorted((t, (received[f"lat-{i}"] - t) * 1000.0)
-                   for i, t in rows if f"lat-{i}" in received)
+    try:
+        secret = bytes(conn.execute("SELECT sessioncache.channel_secret()").fetchone()[0])
+    except psycopg.Error:
+        secret = None       # a 1.0 server: keys in clear
+
+    def name(i):
+        k = f"lat-{i}"
+        if secret is None:
+            return k
+        return hmac.new(secret, f"{args.cache}\0{k}".encode(), hashlib.sha256).digest()[:16].hex()
+    pairs = sorted((t, (received[name(i)] - t) * 1000.0)
+                   for i, t in rows if name(i) in received)
     if args.dump:
         with open(args.dump, "w") as f:
             for t, ms in pairs:

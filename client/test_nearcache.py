@@ -150,14 +150,17 @@ class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
         self.seen = []
+        self.client = None      # set by NearCacheTest.client: maps keys to key_hash
 
     def __call__(self, cache, key, op, version):
         with self.lock:
             self.seen.append((cache, key, op, version))
 
     def saw(self, cache, key, op=None, version=None):
+        # a key the client neither holds nor reads comes as its key_hash
+        kh = self.client.key_hash(cache, key) if self.client is not None else None
         with self.lock:
-            return any(c == cache and k == key and (op is None or o == op)
+            return any(c == cache and k in (key, kh) and (op is None or o == op)
                        and (version is None or v == version)
                        for c, k, o, v in self.seen)
 
@@ -168,6 +171,8 @@ class NearCacheTest(unittest.TestCase):
         kw.setdefault("on_invalidate", Recorder())
         c = NearCache(SERVER["conninfo"], **kw)
         c.recorder = kw["on_invalidate"]
+        if isinstance(c.recorder, Recorder):
+            c.recorder.client = c
         self.addCleanup(c.close)
         self.assertTrue(c.wait_online(10), "listener did not come online")
         return c
@@ -589,6 +594,123 @@ class NearCacheTest(unittest.TestCase):
         a.add_membership_listener(lambda c, v: seen.append((c, v)))
         a._handle_payload("sessioncache_membership", '{"cluster": "c1", "view_id": 7}')
         self.assertEqual(seen, [("c1", 7)])
+
+    # -- the signed channel (issue 12) ----------------------------------------
+
+    def roles(self):
+        with admin() as c:
+            c.execute("""DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nc_app') THEN
+                    CREATE ROLE nc_app LOGIN IN ROLE sessioncache_app, sessioncache_monitor;
+                END IF;
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nc_plain') THEN
+                    CREATE ROLE nc_plain LOGIN;
+                END IF; END $$""")
+        base = SERVER["conninfo"].replace("user=postgres", "")
+        return base + " user=nc_app", base + " user=nc_plain"
+
+    def test_plain_role_sees_no_key_on_the_channel(self):
+        app_ci, plain_ci = self.roles()
+        with psycopg.connect(plain_ci, autocommit=True) as spy:
+            with self.assertRaises(psycopg.errors.InsufficientPrivilege):
+                spy.execute("SELECT sessioncache.channel_secret()")
+        payloads = []
+        with psycopg.connect(plain_ci, autocommit=True) as spy:
+            spy.add_notify_handler(lambda n: payloads.append(n.payload))
+            spy.execute("LISTEN sessioncache_invalidate")
+            spy.execute("LISTEN sessioncache_membership")
+            keys = [ukey("SECRET-SESSION-ID") for _ in range(5)]
+            with psycopg.connect(app_ci, autocommit=True) as app:
+                for k in keys:
+                    app.execute("SELECT sessioncache.put('sessions', %s, '{}', 'alice')", (k,))
+                app.execute("SELECT sessioncache.delete('sessions', %s)", (keys[0],))
+                app.execute("SELECT sessioncache.put('auth_sessions', %s, '{}')", (keys[1],))
+            deadline = time.monotonic() + 10
+            while sum(p.count('"op": "') for p in payloads) < 7 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                spy.execute("SELECT 1")
+            objs = []
+            for p in payloads:
+                m = json.loads(p)
+                objs += m if isinstance(m, list) else [m]
+            self.assertGreaterEqual(len(objs), 7, payloads)
+            for p in payloads:
+                for k in keys:
+                    self.assertNotIn(k, p, "a key went out in clear")
+                self.assertNotIn("alice", p)
+            self.assertTrue(all("key" not in o and len(o.get("key_hash", "x" * 32)) == 32
+                                and len(o.get("mac", "")) == 32 for o in objs), objs)
+
+    def test_forged_messages_are_ignored(self):
+        app_ci, plain_ci = self.roles()
+        a = NearCache(app_ci, on_invalidate=Recorder())
+        self.addCleanup(a.close)
+        a.recorder = a._on_invalidate
+        a.recorder.client = a
+        self.assertTrue(a.wait_online(10))
+        k, marker = ukey(), ukey()
+        with admin() as c:
+            c.execute("SELECT sessioncache.put('sessions', %s, '{\"v\": 1}')", (k,))
+        self.assertEqual(a.get("sessions", k), {"v": 1})
+        self.assertTrue(a.cached("sessions", k))
+        rejected = a.stats().get("rejected", 0)
+        kh = a.key_hash("sessions", k)      # even knowing the hash does not help
+        forged = [
+            {"op": "flush"},
+            {"cache": "sessions", "op": "flush"},
+            {"cache": "sessions", "key": k, "op": "delete", "version": 1 << 62},
+            {"cache": "sessions", "key_hash": kh, "op": "delete", "version": 1 << 62,
+             "mac": "0" * 32},
+            [{"cache": "sessions", "key_hash": kh, "op": "put", "version": 1 << 62}],
+        ]
+        with psycopg.connect(plain_ci, autocommit=True) as spy:
+            for f in forged:
+                spy.execute("SELECT pg_notify('sessioncache_invalidate', %s)", (json.dumps(f),))
+            spy.execute("SELECT pg_notify('sessioncache_invalidate', 'not json')")
+        # a genuine change committed after the forgeries arrives after them
+        with admin() as c:
+            c.execute("SELECT sessioncache.put('sessions', %s, '{}')", (marker,))
+        self.assertTrue(poll(lambda: a.recorder.saw("sessions", marker, "put"), bound=10))
+        self.assertTrue(a.cached("sessions", k), "a forged message dropped an entry")
+        self.assertGreaterEqual(a.stats().get("rejected", 0), rejected + 5)
+        # and genuine invalidations still work, exactly
+        k2 = ukey()
+        with admin() as c:
+            c.execute("SELECT sessioncache.put('sessions', %s, '{\"v\": 1}')", (k2,))
+        self.assertEqual(a.get("sessions", k2), {"v": 1})
+        with psycopg.connect(app_ci, autocommit=True) as app:
+            app.execute("SELECT sessioncache.put('sessions', %s, '{\"v\": 2}')", (k,))
+        self.assertTrue(poll(lambda: not a.cached("sessions", k)), "genuine put did not invalidate")
+        self.assertTrue(a.cached("sessions", k2), "an unrelated key was dropped")
+        self.assertEqual(a.get("sessions", k), {"v": 2})
+
+    def test_new_secret_is_fetched_once(self):
+        app_ci, _ = self.roles()
+        a = NearCache(app_ci, on_invalidate=Recorder())
+        self.addCleanup(a.close)
+        a.recorder = a._on_invalidate
+        a.recorder.client = a
+        self.assertTrue(a.wait_online(10))
+        k = ukey()
+        with admin() as c:
+            c.execute("SELECT sessioncache.put('sessions', %s, '{\"v\": 1}')", (k,))
+        self.assertEqual(a.get("sessions", k), {"v": 1})
+        fetches = a.stats().get("secret_fetches", 0)
+        with admin() as c:      # what a restore or a re-created extension does
+            c.execute("UPDATE sessioncache.channel_key SET secret = "
+                      "decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')")
+            c.execute("SELECT sessioncache.put('sessions', %s, '{\"v\": 2}')", (k,))
+        self.assertTrue(poll(lambda: not a.cached("sessions", k), bound=10),
+                        "the put signed with the new secret did not invalidate")
+        self.assertEqual(a.stats().get("secret_fetches", 0), fetches + 1)
+        self.assertEqual(a.get("sessions", k), {"v": 2})
+        self.assertTrue(a.cached("sessions", k))
+        k3 = ukey()
+        with admin() as c:
+            c.execute("SELECT sessioncache.put('sessions', %s, '{}')", (k3,))
+            c.execute("SELECT sessioncache.delete('sessions', %s)", (k,))
+        self.assertTrue(poll(lambda: not a.cached("sessions", k)), "delete did not invalidate")
+        self.assertEqual(a.stats().get("secret_fetches", 0), fetches + 1)
 
     def test_backoff_schedule(self):
         rng = random.Random(1)

@@ -79,7 +79,7 @@ SELECT c, sessioncache.touch(c, 'a') FROM caches ORDER BY c;
 SELECT c, i.last_access > j.last_access AS a_used_later
 FROM caches, sessioncache.entry_info(c, 'a') i, sessioncache.entry_info(c, 'b') j ORDER BY c;
 CREATE TEMP TABLE evicted_before AS
-    SELECT cache, evicted, deletes FROM sessioncache.cache_stats WHERE cache LIKE 't\_lim.ev\_%';
+    SELECT cache, evicted_user_limit AS evicted, deletes FROM sessioncache.cache_stats WHERE cache LIKE 't\_lim.ev\_%';
 BEGIN;
 SELECT c, sessioncache.put(c, 'c', '{"k": "c"}', 'u') > 0 AS put FROM caches ORDER BY c;
 -- b is gone at once for this transaction, row included
@@ -98,8 +98,8 @@ SELECT c, sessioncache.get(c, 'a') AS get_a, sessioncache.get(c, 'b') AS get_b, 
 FROM caches ORDER BY c;
 SELECT count(*) AS b_rows FROM sessioncache.durable_entries d
 JOIN sessioncache.cache_defs cd ON cd.id = d.cache_id WHERE cd.name = 't_lim.ev_d' AND d.key = 'b';
--- counted as evicted, not as deleted
-SELECT s.cache, s.evicted - b.evicted AS evicted, s.deletes - b.deletes AS deletes
+-- counted as evicted (by the user limit: evicted_user_limit), not as deleted
+SELECT s.cache, s.evicted_user_limit - b.evicted AS evicted, s.deletes - b.deletes AS deletes
 FROM sessioncache.cache_stats s JOIN evicted_before b USING (cache) ORDER BY s.cache;
 -- incr creating an entry evicts too: now a is the least recently used
 SELECT c, sessioncache.get(c, 'c', true) IS NOT NULL AS used FROM caches ORDER BY c;

@@ -164,7 +164,7 @@ $$, 'sessioncache_app may execute every entry and membership function');
 SELECT lives_ok(format($$SELECT pg_temp.as_role(%L, 'SELECT count(*) FROM sessioncache.%I')$$, r, v),
                 r || ': ' || v)
 FROM unnest(ARRAY['regress_sc_mon', 'regress_sc_pgmon']) r,
-     unnest(ARRAY['caches', 'cache_stats', 'memory', 'entries', 'workers', 'members']) v
+     unnest(ARRAY['caches', 'cache_stats', 'memory', 'memory_partitions', 'entries', 'workers', 'members']) v
 ORDER BY r, v;
 SELECT throws_ok(format($$SELECT pg_temp.as_role(%L, %L)$$, r, q), '42501', NULL, r || ': ' || q || ' refused')
 FROM unnest(ARRAY['regress_sc_mon', 'regress_sc_pgmon']) r,
@@ -201,8 +201,24 @@ SELECT is_empty($$
 $$, 'their search_path holds only trusted schemas and puts pg_temp in it explicitly');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
             WHERE p.pronamespace = 'sessioncache'::regnamespace AND p.prosecdef),
-          ARRAY['_jgroups_ping_delete', '_jgroups_ping_insert', 'heartbeat', 'join', 'leave', 'view'],
+          ARRAY['_jgroups_ping_delete', '_jgroups_ping_insert', 'channel_secret', 'heartbeat', 'join', 'leave', 'view'],
           'the SECURITY DEFINER functions');
+
+-- the channel secret (issue 12): the app role through channel_secret() only
+SELECT is((SELECT octet_length(s) FROM sessioncache.channel_secret() s), 32, 'the channel secret has 32 bytes');
+SELECT lives_ok($$SELECT pg_temp.as_role('regress_sc_app', 'SELECT sessioncache.channel_secret()')$$,
+                'app: channel_secret()');
+SELECT throws_ok(format($$SELECT pg_temp.as_role(%L, %L)$$, r, q), '42501', NULL, r || ': ' || q || ' refused')
+FROM unnest(ARRAY['regress_sc_plain', 'regress_sc_mon', 'regress_sc_pgmon', 'regress_sc_app']) r,
+     unnest(ARRAY['SELECT sessioncache.channel_secret()',
+                  'SELECT secret FROM sessioncache.channel_key']) q
+WHERE NOT (r = 'regress_sc_app' AND q LIKE '%channel_secret()%')
+ORDER BY r, q;
+SELECT is((SELECT array_agg(a.grantee::regrole::text ORDER BY 1)
+             FROM pg_proc p, aclexplode(p.proacl) a
+            WHERE p.oid = 'sessioncache.channel_secret()'::regprocedure
+              AND a.grantee <> p.proowner),
+          ARRAY['sessioncache_app'], 'channel_secret() is granted to sessioncache_app alone');
 
 -- JGroups JDBC_PING (issue 14): the app role through the view only
 SELECT lives_ok($$SELECT pg_temp.as_role('regress_sc_app', 'INSERT INTO sessioncache.jgroups_ping (own_addr, cluster_name, ping_data) VALUES (''t_priv_addr'', ''t_priv_jg'', ''\x01'')')$$,

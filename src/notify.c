@@ -17,6 +17,24 @@
  * message is never silent.  A dropped or redefined cache gets
  * {"cache": name, "op": "flush"}: drop everything of that cache.
  *
+ * Keys are bearer secrets and LISTEN needs no privilege, so (in 1.1) no key
+ * goes out in clear and every object is signed: with the installation's
+ * secret (sessioncache.channel_key, 32 random bytes, readable by the owner
+ * only; sessioncache.channel_secret() hands it to sessioncache_app), an
+ * invalidation carries "key_hash", hex of the first 16 bytes of
+ * HMAC-SHA256(secret, cache NUL key), instead of the key, and every object
+ * carries "mac", hex of the first 16 bytes of HMAC-SHA256(secret, its
+ * canonical string): the channel name and the object's fields in a fixed
+ * order, joined by NUL bytes, an absent field as the empty string:
+ *
+ *	sessioncache_invalidate NUL cache NUL key_hash NUL op NUL version
+ *	sessioncache_membership NUL cluster NUL view_id
+ *
+ * (numbers in decimal, text as the database's UTF-8 bytes; text cannot
+ * hold a NUL, so the string is unambiguous).  The worker reads the secret
+ * once per round.  An installation without the table (1.0's SQL) still gets
+ * the 1.0 format, key in clear and no mac.
+ *
  * Locking: the ring is protected by its own LWLock (the tranche's last),
  * which is taken after a partition lock and never before one.
  *
@@ -25,7 +43,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/async.h"
+#include "common/hmac.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -33,6 +54,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 
 #include "caches.h"
 #include "internal_sql.h"
@@ -72,6 +94,132 @@ static bool queued_since_wake = false;
 static void notify_wake_worker(void);
 
 static const char *const op_names[] = {"put", "delete", "expire", "evict"};
+
+/*
+ * Hex of the first 16 bytes of HMAC-SHA256(secret, parts joined by NUL)
+ * into out (SC_NOTIFY_HASH_HEX + 1 bytes).  Needs a resource owner (a
+ * transaction).
+ */
+void
+SCNotifyHmacHex(const uint8 *secret, const char *const *parts,
+				const int *lens, int nparts, char *out)
+{
+	static const char hexdigits[] = "0123456789abcdef";
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	uint8		digest[32];
+	int			i;
+	bool		ok;
+
+	if (ctx == NULL)
+		elog(ERROR, "sessioncache: out of memory creating an HMAC context");
+	ok = pg_hmac_init(ctx, secret, SC_CHANNEL_SECRET_LEN) == 0;
+	for (i = 0; ok && i < nparts; i++)
+	{
+		if (i > 0)
+			ok = pg_hmac_update(ctx, (const uint8 *) "", 1) == 0;
+		if (ok)
+			ok = pg_hmac_update(ctx, (const uint8 *) parts[i],
+								lens[i] >= 0 ? (size_t) lens[i] : strlen(parts[i])) == 0;
+	}
+	if (ok)
+		ok = pg_hmac_final(ctx, digest, sizeof(digest)) == 0;
+	if (!ok)
+	{
+		const char *err = pg_hmac_error(ctx);
+
+		pg_hmac_free(ctx);
+		elog(ERROR, "sessioncache: HMAC failed: %s", err);
+	}
+	pg_hmac_free(ctx);
+	for (i = 0; i < SC_NOTIFY_HASH_HEX / 2; i++)
+	{
+		out[2 * i] = hexdigits[digest[i] >> 4];
+		out[2 * i + 1] = hexdigits[digest[i] & 15];
+	}
+	out[SC_NOTIFY_HASH_HEX] = '\0';
+}
+
+void
+SCNotifyKeyHash(const uint8 *secret, const char *cache, const char *key,
+				int keylen, char *out)
+{
+	const char *parts[2] = {cache, key};
+	int			lens[2] = {-1, keylen};
+
+	SCNotifyHmacHex(secret, parts, lens, 2, out);
+}
+
+/*
+ * Read the installation's channel secret, as the extension's owner, whose
+ * role id goes to *owner.  False when the installation has no channel_key
+ * table (its SQL is 1.0's); throws 55000 when the table has no secret (the
+ * worker then sends nothing rather than keys in clear) or the extension is
+ * not installed.  Needs a transaction.
+ */
+bool
+SCNotifyReadSecret(uint8 *secret, Oid *owner)
+{
+	SCSpiState st;
+	Oid			nsp;
+	bool		found = false;
+
+	SCSpiBegin(&st);
+	if (owner != NULL)
+		*owner = GetUserId();
+	nsp = get_namespace_oid("sessioncache", true);
+	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("channel_key", nsp)))
+	{
+		if (SPI_execute("SELECT secret FROM sessioncache.channel_key", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "sessioncache: reading the channel secret failed");
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+			{
+				bytea	   *b = DatumGetByteaPP(d);
+
+				if (VARSIZE_ANY_EXHDR(b) != SC_CHANNEL_SECRET_LEN)
+					elog(ERROR, "sessioncache: the channel secret is not %d bytes",
+						 SC_CHANNEL_SECRET_LEN);
+				memcpy(secret, VARDATA_ANY(b), SC_CHANNEL_SECRET_LEN);
+				found = true;
+			}
+		}
+		/* a 1.1 installation without its secret must not send keys in clear */
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("sessioncache.channel_key holds no channel secret"),
+					 errhint("Insert 32 random bytes into sessioncache.channel_key, or re-create the extension.")));
+	}
+	SCSpiEnd(&st);
+	return found;
+}
+
+/* append ", \"mac\": \"...\"}" for an object whose canonical parts are given */
+static void
+notify_close_signed(StringInfo buf, const uint8 *secret, const char *channel,
+					const char *const *fields, int nfields)
+{
+	const char *parts[5];
+	int			lens[5];
+	char		mac[SC_NOTIFY_HASH_HEX + 1];
+	int			i;
+
+	Assert(nfields < 5);
+	parts[0] = channel;
+	lens[0] = -1;
+	for (i = 0; i < nfields; i++)
+	{
+		parts[i + 1] = fields[i];
+		lens[i + 1] = -1;
+	}
+	SCNotifyHmacHex(secret, parts, lens, nfields + 1, mac);
+	appendStringInfo(buf, ", \"mac\": \"%s\"}", mac);
+}
 
 Size
 SCNotifyShmemSize(void)
@@ -248,6 +396,8 @@ SCNotifyDrain(void)
 	StringInfoData inv;
 	int			inv_count = 0;
 	SCCacheDef	def;
+	uint8		secret[SC_CHANNEL_SECRET_LEN];
+	bool		signed_msgs;
 
 	LWLockAcquire(queue->lock, LW_SHARED);
 	head = queue->head;
@@ -268,20 +418,45 @@ SCNotifyDrain(void)
 	initStringInfo(&inv);
 	SCWorkerBeginTransaction();
 	SCCachesRefresh();
+	signed_msgs = SCNotifyReadSecret(secret, NULL);
 	if (overflowed)
-		Async_Notify("sessioncache_invalidate", "{\"op\": \"flush\"}");
+	{
+		if (signed_msgs)
+		{
+			const char *f[4] = {"", "", "flush", ""};
+			StringInfoData one;
+
+			initStringInfo(&one);
+			appendStringInfoString(&one, "{\"op\": \"flush\"");
+			notify_close_signed(&one, secret, "sessioncache_invalidate", f, 4);
+			Async_Notify("sessioncache_invalidate", one.data);
+			pfree(one.data);
+		}
+		else
+			Async_Notify("sessioncache_invalidate", "{\"op\": \"flush\"}");
+	}
 	for (i = 0; i < n; i++)
 	{
 		NotifyMessage *m = &batch[i];
 		StringInfoData one;
 		char	   *key = pnstrdup(m->key, m->keylen);
+		char		num[32];
 
 		initStringInfo(&one);
 		if (m->op == SC_NOTIFY_VIEW)
 		{
 			appendStringInfoString(&one, "{\"cluster\": ");
 			escape_json(&one, key);
-			appendStringInfo(&one, ", \"view_id\": " INT64_FORMAT "}", m->version);
+			snprintf(num, sizeof(num), INT64_FORMAT, m->version);
+			appendStringInfo(&one, ", \"view_id\": %s", num);
+			if (signed_msgs)
+			{
+				const char *f[2] = {key, num};
+
+				notify_close_signed(&one, secret, "sessioncache_membership", f, 2);
+			}
+			else
+				appendStringInfoChar(&one, '}');
 			Async_Notify("sessioncache_membership", one.data);
 			continue;
 		}
@@ -290,7 +465,15 @@ SCNotifyDrain(void)
 			/* the cache was dropped or redefined: drop all of it */
 			appendStringInfoString(&one, "{\"cache\": ");
 			escape_json(&one, key);
-			appendStringInfoString(&one, ", \"op\": \"flush\"}");
+			appendStringInfoString(&one, ", \"op\": \"flush\"");
+			if (signed_msgs)
+			{
+				const char *f[4] = {key, "", "flush", ""};
+
+				notify_close_signed(&one, secret, "sessioncache_invalidate", f, 4);
+			}
+			else
+				appendStringInfoChar(&one, '}');
 			Async_Notify("sessioncache_invalidate", one.data);
 			continue;
 		}
@@ -298,10 +481,28 @@ SCNotifyDrain(void)
 			continue;			/* dropped meanwhile */
 		appendStringInfoString(&one, "{\"cache\": ");
 		escape_json(&one, def.name);
-		appendStringInfoString(&one, ", \"key\": ");
-		escape_json(&one, key);
-		appendStringInfo(&one, ", \"op\": \"%s\", \"version\": " INT64_FORMAT "}",
-						 op_names[m->op], m->version);
+		snprintf(num, sizeof(num), INT64_FORMAT, m->version);
+		if (signed_msgs)
+		{
+			char		key_hash[SC_NOTIFY_HASH_HEX + 1];
+			const char *f[4];
+
+			SCNotifyKeyHash(secret, def.name, m->key, m->keylen, key_hash);
+			appendStringInfo(&one, ", \"key_hash\": \"%s\", \"op\": \"%s\", \"version\": %s",
+							 key_hash, op_names[m->op], num);
+			f[0] = def.name;
+			f[1] = key_hash;
+			f[2] = op_names[m->op];
+			f[3] = num;
+			notify_close_signed(&one, secret, "sessioncache_invalidate", f, 4);
+		}
+		else
+		{
+			appendStringInfoString(&one, ", \"key\": ");
+			escape_json(&one, key);
+			appendStringInfo(&one, ", \"op\": \"%s\", \"version\": %s}",
+							 op_names[m->op], num);
+		}
 		if (inv.len + one.len + 3 > NOTIFY_PAYLOAD_MAX)
 		{
 			notify_send(&inv, inv_count);

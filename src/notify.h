@@ -24,6 +24,9 @@ typedef enum SCNotifyOp
 	SC_NOTIFY_FLUSH_CACHE		/* a cache was dropped or redefined */
 } SCNotifyOp;
 
+#define SC_CHANNEL_SECRET_LEN	32	/* bytes of sessioncache.channel_key */
+#define SC_NOTIFY_HASH_HEX		32	/* hex digits of a key_hash or mac */
+
 extern Size SCNotifyShmemSize(void);
 extern void SCNotifyShmemInit(LWLock *lock);
 
@@ -67,5 +70,24 @@ extern int	SCNotifyDrain(void);
 /* For the notify_stats view: queued, dropped, flushes. */
 extern void SCNotifyCounters(uint64 *pending, uint64 *dropped,
 							 uint64 *flushes);
+
+/*
+ * Read the installation's channel secret (as the extension's owner, whose
+ * role id goes to *owner when not NULL).  False when the installation has
+ * none (1.0's SQL).  Needs a transaction.
+ */
+extern bool SCNotifyReadSecret(uint8 *secret, Oid *owner);
+
+/*
+ * Hex of the first 16 bytes of HMAC-SHA256(secret, parts joined by NUL
+ * bytes) into out (SC_NOTIFY_HASH_HEX + 1 bytes); a length < 0 means
+ * strlen.  Needs a transaction (a resource owner).
+ */
+extern void SCNotifyHmacHex(const uint8 *secret, const char *const *parts,
+							const int *lens, int nparts, char *out);
+
+/* A key's key_hash: SCNotifyHmacHex of (cache, key). */
+extern void SCNotifyKeyHash(const uint8 *secret, const char *cache,
+							const char *key, int keylen, char *out);
 
 #endif							/* SC_NOTIFY_H */

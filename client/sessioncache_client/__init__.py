@@ -13,6 +13,18 @@ stays coherent through the invalidations the extension sends on the
   invalidation of its key is not stored, so a value read before a write can
   never be installed after that write's invalidation has gone by.
 
+The channel carries no key in clear and every object is signed (1.1): an
+invalidation names its key by ``key_hash``, hex of the first 16 bytes of
+HMAC-SHA256(secret, cache NUL key), and each object carries ``mac``, hex of
+the first 16 bytes of HMAC-SHA256(secret, canonical string) (README,
+"Invalidation messages").  The listener fetches the secret with
+``sessioncache.channel_secret()`` (granted to ``sessioncache_app``) at each
+(re)connect, maps key_hash back to the keys it holds or is reading, and
+ignores (and counts as ``rejected``) objects whose mac does not verify,
+fetching the secret again once first (a restore or a re-created extension
+has a new one).  Without the grant nothing is cached locally.  Against a
+1.0 server (no ``channel_secret()``) the 1.0 format, key in clear, is read.
+
 The price is bounded staleness: another process's write becomes visible here
 when its invalidation arrives (the server promises delivery within about
 100 ms of commit).  Writes made through this client are visible to it at once
@@ -32,6 +44,8 @@ from __future__ import annotations
 
 import collections
 import copy
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -53,6 +67,37 @@ log = logging.getLogger("sessioncache_client")
 
 INVALIDATE_CHANNEL = "sessioncache_invalidate"
 MEMBERSHIP_CHANNEL = "sessioncache_membership"
+
+
+def _hmac_hex(secret: bytes, parts) -> str:
+    """Hex of the first 16 bytes of HMAC-SHA256(secret, parts joined by NUL)."""
+    data = b"\0".join(p.encode("utf-8") for p in parts)
+    return hmac.new(secret, data, hashlib.sha256).digest()[:16].hex()
+
+
+def key_hash(secret: bytes, cache: str, key: str) -> str:
+    """The ``key_hash`` the server sends for (cache, key)."""
+    return _hmac_hex(secret, (cache, key))
+
+
+def _field(m: dict, name: str) -> str:
+    v = m.get(name)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        raise ValueError("bad field")
+    return str(v)
+
+
+def message_mac(secret: bytes, channel: str, m: dict) -> str:
+    """The ``mac`` an object on ``channel`` must carry (README,
+    "Invalidation messages"): the channel name and the object's fields in a
+    fixed order, joined by NUL bytes, an absent field as the empty string."""
+    if channel == MEMBERSHIP_CHANNEL:
+        names = ("cluster", "view_id")
+    else:
+        names = ("cache", "key_hash", "op", "version")
+    return _hmac_hex(secret, [channel] + [_field(m, n) for n in names])
 
 
 def backoff_delays(initial: float = 0.1, maximum: float = 5.0,
@@ -193,7 +238,9 @@ class NearCache:
     on_invalidate:
         ``f(cache, key, op, version)`` called from the listener thread after
         each key invalidation has been applied (``op`` may be ``"flush"`` with
-        cache and key None).  Keep it quick.
+        cache and key None).  ``key`` is the key when this client holds or is
+        reading it, else the message's ``key_hash`` (compare with
+        ``key_hash(cache, key)``).  Keep it quick.
     on_state:
         ``f(online: bool)`` called from the listener thread when the listener
         goes online (LISTEN done, cache usable) or offline (cache dropped).
@@ -262,6 +309,11 @@ class NearCache:
         self._online_cv = threading.Condition(self._lock)
         self._listener_pid: Optional[int] = None
         self._stats = collections.Counter()
+        # the channel secret: bytes (signed messages), None (a 1.0 server:
+        # keys in clear) or False (no grant: cache nothing locally)
+        self._secret = None
+        self._secret_refetched = False  # since the last object that verified
+        self._hashes: Dict[Tuple[str, str], str] = {}   # (cache, key_hash) -> key
 
         self._pool = _Pool(conninfo, pool_size, self._connect_kwargs)
         self._stop = threading.Event()
@@ -332,7 +384,8 @@ class NearCache:
 
     def stats(self) -> Dict[str, int]:
         """Counters: hits, misses, bypassed, fills_installed, fills_discarded,
-        invalidations, dropped, flushes, connects, disconnects, lru_evictions."""
+        invalidations, dropped, flushes, connects, disconnects, lru_evictions,
+        rejected (objects whose mac did not verify), secret_fetches."""
         with self._lock:
             return dict(self._stats)
 
@@ -350,6 +403,12 @@ class NearCache:
         ``listen_membership=True``); called from the listener thread."""
         with self._lock:
             self._membership_listeners.append(fn)
+
+    def key_hash(self, cache: str, key: str) -> Optional[str]:
+        """The ``key_hash`` the channel uses for (cache, key) under the
+        current secret (None before the listener fetched one)."""
+        secret = self._secret
+        return key_hash(secret, cache, key) if isinstance(secret, bytes) else None
 
     def invalidate(self, cache: str, key: str) -> None:
         """Drop the local copy of one key."""
@@ -381,7 +440,7 @@ class NearCache:
         fill = None
         now = time.monotonic()
         with self._lock:
-            if self._online and cache in self._caches:
+            if self._online and cache in self._caches and self._secret is not False:
                 e = self._lru.get(ck)
                 if e is not None and e.deadline <= now:
                     del self._lru[ck]          # expired on the server by now
@@ -395,6 +454,7 @@ class NearCache:
                 self._stats["misses"] += 1
                 fill = _Fill(self._epoch)
                 self._fills.setdefault(ck, []).append(fill)
+                self._remember_hash_locked(cache, key)
             else:
                 self._stats["bypassed"] += 1
         started = time.monotonic()
@@ -527,6 +587,70 @@ class NearCache:
     def _drop_all_locked(self) -> None:
         self._epoch += 1            # in-flight fills will not be installed
         self._lru.clear()
+        self._hashes = {}
+        for (c, k) in self._fills:  # reads in flight must still be found
+            self._remember_hash_locked(c, k)
+
+    def _remember_hash_locked(self, cache: str, key: str) -> None:
+        if not isinstance(self._secret, bytes):
+            return
+        self._hashes[(cache, key_hash(self._secret, cache, key))] = key
+        # forget the keys no longer held, now and then
+        if len(self._hashes) > 2 * (len(self._lru) + len(self._fills)) + 1024:
+            self._hashes = {hk: k for hk, k in self._hashes.items()
+                            if (hk[0], k) in self._lru or (hk[0], k) in self._fills}
+
+    def _fetch_secret(self, conn=None):
+        """The channel secret: bytes, None (a 1.0 server) or False (no grant)."""
+        def run(c):
+            return c.execute("SELECT sessioncache.channel_secret()").fetchone()[0]
+        self._stats["secret_fetches"] += 1
+        try:
+            if conn is not None:
+                return bytes(run(conn))
+            with self._pool.connection() as c:
+                return bytes(run(c))
+        except psycopg.errors.UndefinedFunction:
+            return None
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("cannot call sessioncache.channel_secret() (needs "
+                        "sessioncache_app): invalidations cannot be verified, "
+                        "nothing is cached locally")
+            return False
+
+    def _verify(self, channel: str, m: dict) -> bool:
+        """Does the object's mac verify?  Fetches the secret again once
+        after a failure (it changes when the extension is re-created or the
+        database restored); a new secret drops everything held."""
+        if self._secret is None:
+            return True                 # a 1.0 server: nothing is signed
+        for attempt in (1, 2):
+            secret = self._secret
+            if isinstance(secret, bytes):
+                mac = m.get("mac")
+                try:
+                    good = isinstance(mac, str) and hmac.compare_digest(
+                        mac, message_mac(secret, channel, m))
+                except ValueError:
+                    good = False
+                if good:
+                    self._secret_refetched = False
+                    return True
+            if attempt == 2 or self._secret_refetched:
+                break
+            self._secret_refetched = True
+            try:
+                new = self._fetch_secret()
+            except Exception as exc:
+                log.warning("cannot fetch the channel secret: %s", exc)
+                break
+            if new != secret:
+                with self._lock:
+                    self._secret = new
+                    self._drop_all_locked()     # hashes of the old secret
+                    self._stats["flushes"] += 1
+        self._stats["rejected"] += 1
+        return False
 
     def _handle_payload(self, channel: str, payload: str) -> None:
         """Apply one notification (called by the listener thread; public
@@ -537,6 +661,9 @@ class NearCache:
                 cluster, view_id = msg["cluster"], int(msg["view_id"])
             except (ValueError, KeyError, TypeError):
                 log.warning("malformed membership notification: %r", payload)
+                return
+            if not self._verify(channel, msg):
+                log.warning("membership notification with a bad mac ignored")
                 return
             with self._lock:
                 listeners = list(self._membership_listeners)
@@ -553,6 +680,10 @@ class NearCache:
         except ValueError:
             msg = None
         msgs = msg if isinstance(msg, list) else [msg]
+        if self._secret is not None:
+            # signed messages: an object that is not one, or whose mac does
+            # not verify, is ignored (anyone may NOTIFY this channel)
+            msgs = [m for m in msgs if isinstance(m, dict) and self._verify(channel, m)]
         applied = []
         with self._lock:
             for m in msgs:
@@ -564,7 +695,28 @@ class NearCache:
                     applied.append((None, None, "flush", None))
                     continue
                 op = m.get("op")
-                cache, key, version = m.get("cache"), m.get("key"), m.get("version")
+                cache, version = m.get("cache"), m.get("version")
+                if self._secret is None:
+                    key = m.get("key")
+                else:
+                    kh = m.get("key_hash")
+                    key = self._hashes.get((cache, kh)) if isinstance(kh, str) else None
+                    if key is None and op != "flush" and isinstance(cache, str) and isinstance(kh, str):
+                        # a key we neither hold nor read: nothing to do
+                        self._stats["invalidations"] += 1
+                        applied.append((cache, kh, op, version))
+                        continue
+                if op == "flush" and isinstance(cache, str):
+                    # {"cache": c, "op": "flush"}: drop all of that cache
+                    for ck in [ck for ck in self._lru if ck[0] == cache]:
+                        del self._lru[ck]
+                    for ck, fills in self._fills.items():
+                        if ck[0] == cache:
+                            for f in fills:
+                                f.stale = True
+                    self._stats["flushes"] += 1
+                    applied.append((cache, None, "flush", None))
+                    continue
                 if op == "flush" or not isinstance(cache, str) or not isinstance(key, str):
                     if op != "flush":
                         log.warning("malformed invalidation, dropping all: %r", m)
@@ -649,8 +801,11 @@ class NearCache:
                 if self._listen_membership:
                     conn.execute("LISTEN " + MEMBERSHIP_CHANNEL)
                 caches = self._read_caches(conn)
+                secret = self._fetch_secret(conn)
                 with self._lock:
                     self._caches = caches
+                    self._secret = secret
+                    self._secret_refetched = False
                 # LISTEN has committed: every later commit will reach us
                 self._set_online(True, conn.info.backend_pid)
                 delays = backoff_delays(*self._backoff)

@@ -18,6 +18,13 @@
 # - Every membership view change is announced on sessioncache_membership;
 #   a rolled-back join is not.
 #
+# - (issue 12) No key goes out in clear: an invalidation names its key by
+#   key_hash, hex of the first 16 bytes of HMAC-SHA256(secret, cache NUL
+#   key), and every object carries a mac over its canonical string (README,
+#   "Invalidation messages"), both checked here with the secret that
+#   channel_secret() returns.  The checks below read the objects with their
+#   keys mapped back from key_hash, as a client does.
+#
 # Delivery is awaited by polling with a bound, never by a fixed sleep.
 #
 use strict;
@@ -26,6 +33,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
+use Digest::SHA qw(hmac_sha256);
 use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('notify');
@@ -53,6 +61,46 @@ ok( $node->poll_query_until(
 my $worker_pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM sessioncache.workers WHERE name = 'notify'});
 
+my $secret = pack('H*', $node->safe_psql('postgres',
+	q{SELECT encode(sessioncache.channel_secret(), 'hex')}));
+is(length($secret), 32, 'the channel secret has 32 bytes');
+
+sub hmac_hex
+{
+	return unpack('H32', hmac_sha256(join("\0", @_), $secret));
+}
+
+# key_hash -> key for every key this test writes
+my %key_of;
+for my $cache (qw(nt nt_mem nt_quiet nt_limit))
+{
+	for my $key (qw(a rolled_back kept in_savepoint errored quiet old new short),
+		(map { "u$_" } 1 .. 3), (map { "batch$_" } 1 .. 500),
+		(map { "marker$_" } 1 .. 20))
+	{
+		$key_of{"$cache\0" . hmac_hex($cache, $key)} = $key;
+	}
+}
+my ($bad_macs, $keys_in_clear) = (0, 0);
+
+# check an object's mac, then put its key back in place of key_hash
+sub unseal
+{
+	my ($channel, $o) = @_;
+	my @fields =
+	  $channel eq 'sessioncache_membership'
+	  ? map { $o->{$_} // '' } qw(cluster view_id)
+	  : map { $o->{$_} // '' } qw(cache key_hash op version);
+	my $mac = delete $o->{mac};
+	$bad_macs++ unless defined $mac && $mac eq hmac_hex($channel, @fields);
+	$keys_in_clear++ if exists $o->{key};
+	if (defined(my $h = delete $o->{key_hash}))
+	{
+		$o->{key} = $key_of{"$o->{cache}\0$h"} // "unknown:$h";
+	}
+	return $o;
+}
+
 my $listener = $node->background_psql('postgres');
 $listener->set_query_timer_restart();
 $listener->query_safe(
@@ -77,12 +125,13 @@ sub receive_until
 		{
 			my ($channel, $payload, $pid) = ($1, $2, $3);
 			my $decoded = decode_json($payload);
+			my @objects = ref($decoded) eq 'ARRAY' ? @$decoded : ($decoded);
 			push @received,
 			  {
 				channel => $channel,
 				pid => $pid,
 				payload => $payload,
-				objects => ref($decoded) eq 'ARRAY' ? $decoded : [$decoded]
+				objects => [ map { unseal($channel, $_) } @objects ]
 			  };
 		}
 		return 1 if $done->();
@@ -312,6 +361,13 @@ is_deeply(
 );
 
 $listener->quit;
+
+is($bad_macs, 0, 'every object carries a mac that verifies');
+is($keys_in_clear, 0, 'no object carries a key in clear');
+is(scalar(grep { $_->{payload} =~ /"key"|batch|marker|in_savepoint/ } @received),
+	0, 'no payload holds a key in clear');
+is(scalar(grep { ($_->{key} // '') =~ /^unknown:/ } invalidations()),
+	0, 'every key_hash is one of the keys written');
 
 # the server never crashed meanwhile
 my $log = slurp_file($node->logfile);

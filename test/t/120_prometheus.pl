@@ -112,7 +112,8 @@ ok($hits >= 50 && $misses >= 7, "hits $hits, misses $misses");
 for my $s (
 	qw(sessioncache_cache_bytes sessioncache_cache_fills sessioncache_cache_puts
 	sessioncache_cache_deletes sessioncache_cache_touches sessioncache_cache_expired
-	sessioncache_cache_evicted sessioncache_cache_notifications))
+	sessioncache_cache_evicted sessioncache_cache_evicted_user_limit
+	sessioncache_cache_notifications))
 {
 	ok(defined series($s, cache => 'sessions'), "$s\{cache=\"sessions\"} present");
 }
@@ -124,6 +125,22 @@ num_is('sessioncache_memory_entries', {}, $mentries, 'memory');
 my $free = series('sessioncache_memory_free_bytes');
 ok(defined $free && $free > 0 && $free < $total, "memory headroom (free bytes, placeholder): $free");
 ok(defined series('sessioncache_memory_capacity_entries'), 'capacity_entries present');
+# the headroom series (issue 12): what predicts 53200
+my $headroom = series('sessioncache_memory_headroom_bytes');
+ok(defined $headroom && $headroom > 0 && $headroom < $free,
+	"memory headroom (largest entry sure to fit): $headroom");
+my $fraction = series('sessioncache_memory_fullest_used_fraction');
+ok(defined $fraction && $fraction > 0 && $fraction < 1,
+	"fullest partition's used fraction: " . ($fraction // 'missing'));
+ok(defined series('sessioncache_memory_fullest_largest_free_bytes'),
+	'fullest partition\'s largest free block present');
+for my $p (0, 31)
+{
+	ok(defined series('sessioncache_memory_partition_largest_free_bytes', partition => $p),
+		"largest free block of partition $p present");
+	ok(defined series('sessioncache_memory_partition_used_bytes', partition => $p),
+		"used bytes of partition $p present");
+}
 
 my $lag = series('sessioncache_expiry_lag_seconds');
 ok(defined $lag && $lag >= 0 && $lag < 60, "expiry lag: $lag s");

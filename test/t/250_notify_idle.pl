@@ -13,6 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
+use Digest::SHA qw(hmac_sha256);
 
 plan skip_all => 'needs /proc/PID/status' unless -r "/proc/$$/status";
 
@@ -51,16 +52,20 @@ cmp_ok($wakeups, '<', 25, 'the idle notify worker wakes fewer than 25 times in 5
 # and it is not asleep for good: a put is announced within a second
 my $listener = $node->background_psql('postgres');
 $listener->query_safe('LISTEN sessioncache_invalidate');
+# the key comes as its key_hash (issue 12): HMAC-SHA256(secret, cache NUL key)
+my $secret = pack('H*', $node->safe_psql('postgres',
+	q{SELECT encode(sessioncache.channel_secret(), 'hex')}));
+my $after_idle = unpack('H32', hmac_sha256("auth_sessions\0after_idle", $secret));
 my $t0 = time();
 $node->safe_psql('postgres', q{SELECT sessioncache.put('auth_sessions', 'after_idle', '{}')});
 my $got = '';
 while (time() - $t0 < 5)
 {
 	$got = $listener->query_safe('SELECT 1');
-	last if $got =~ /after_idle/;
+	last if $got =~ /$after_idle/;
 	usleep(20_000);
 }
-like($got, qr/after_idle/, 'a put after the idle period is announced');
+like($got, qr/$after_idle/, 'a put after the idle period is announced');
 cmp_ok(time() - $t0, '<', 1, 'within a second');
 $listener->quit;
 

@@ -145,6 +145,8 @@ public class NearCache extends SessionCache {
     private final List<BiConsumer<String, Long>> membershipListeners = new CopyOnWriteArrayList<>();
     private final List<Consumer<Boolean>> stateListeners = new CopyOnWriteArrayList<>();
     private final NotificationListener listener;
+    /** The signed channel's secret and the held keys by key_hash (issue 12). */
+    private final Messages.Channel channel;
     /** Tests only: runs between a fill's read and its store. */
     volatile Runnable fillHook;
 
@@ -166,6 +168,12 @@ public class NearCache extends SessionCache {
                 "invalidations", "dropped", "flushes", "connects", "disconnects", "lru_evictions"}) {
             stats.put(s, 0L);
         }
+        channel = new Messages.Channel(listenerFactory::open);
+        channel.onNewSecret = () -> {
+            synchronized (lock) {
+                dropAllLocked();
+            }
+        };
         List<String> channels = new ArrayList<>();
         channels.add(Messages.INVALIDATE_CHANNEL);
         if (opt.listenMembership) {
@@ -175,6 +183,7 @@ public class NearCache extends SessionCache {
             @Override
             public void onOnline(Connection c, int pid) throws SQLException {
                 Set<String> caches = readCaches(c);
+                channel.load(c);
                 source.evictIdle();
                 setOnline(true, caches);
             }
@@ -225,6 +234,11 @@ public class NearCache extends SessionCache {
 
     /** hits, misses, bypassed, fills_installed, fills_discarded, invalidations, dropped,
      *  flushes, connects, disconnects, lru_evictions, and entries/bytes held now. */
+    /** The signed channel: its key_hash of a key, rejected messages, secret fetches. */
+    public Messages.Channel channel() {
+        return channel;
+    }
+
     public Map<String, Long> stats() {
         synchronized (lock) {
             Map<String, Long> s = new LinkedHashMap<>(stats);
@@ -307,13 +321,18 @@ public class NearCache extends SessionCache {
                             c.deadline == Long.MAX_VALUE ? null : (c.deadline - now) / 1e9);
                 }
             }
-            if (!online || !held.contains(cache)) {
+            if (!online || !held.contains(cache) || !channel.usable()) {
                 count("bypassed", 1);
                 f = null;
             } else {
                 count("misses", 1);
                 f = new Fill(epoch);
                 fills.computeIfAbsent(k, x -> new ArrayList<>(1)).add(f);
+                channel.remember(cache, key);
+                if (channel.size() > 2 * (lru.size() + fills.size()) + 1024) {
+                    channel.retain((c1, k1) -> lru.containsKey(new Key(c1, k1))
+                            || fills.containsKey(new Key(c1, k1)));
+                }
             }
         }
         Entry e = null;
@@ -550,7 +569,7 @@ public class NearCache extends SessionCache {
     /** Applies one notification (public for tests that feed payloads directly). */
     public void handlePayload(String channel, String payload) {
         if (Messages.MEMBERSHIP_CHANNEL.equals(channel)) {
-            Messages.ViewChange vc = Messages.parseViewChange(payload);
+            Messages.ViewChange vc = Messages.parseViewChange(payload, this.channel);
             if (vc == null) {
                 LOG.warning("malformed membership notification: " + payload);
                 return;
@@ -567,7 +586,7 @@ public class NearCache extends SessionCache {
         if (!Messages.INVALIDATE_CHANNEL.equals(channel)) {
             return;
         }
-        List<Invalidation> msgs = Messages.parseInvalidations(payload);
+        List<Invalidation> msgs = Messages.parseInvalidations(payload, this.channel);
         synchronized (lock) {
             for (Invalidation inv : msgs) {
                 if (inv.isFlush()) {

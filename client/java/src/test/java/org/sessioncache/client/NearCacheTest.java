@@ -110,24 +110,45 @@ class NearCacheTest {
         long v = a.put("sessions", k, "{\"v\": 1}");
         a.get("sessions", k);
         assertTrue(a.cached("sessions", k));
-        String msg = "{\"cache\": \"sessions\", \"key\": \"" + k + "\", \"op\": \"put\", \"version\": ";
-        a.handlePayload(Messages.INVALIDATE_CHANNEL, msg + (v - 1) + "}");
-        a.handlePayload(Messages.INVALIDATE_CHANNEL, msg + v + "}");
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, "sessions", k, "put", v - 1));
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, "sessions", k, "put", v));
         assertTrue(a.cached("sessions", k), "a put no newer than the copy dropped it");
-        a.handlePayload(Messages.INVALIDATE_CHANNEL, msg + (v + 1) + "}");
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, "sessions", k, "put", v + 1));
         assertFalse(a.cached("sessions", k));
         a.get("sessions", k);
-        a.handlePayload(Messages.INVALIDATE_CHANNEL,
-                "{\"cache\": \"sessions\", \"key\": \"" + k + "\", \"op\": \"expire\", \"version\": " + v + "}");
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, "sessions", k, "expire", v));
         assertFalse(a.cached("sessions", k), "expire carries the current version and always drops");
         a.get("sessions", k);
-        a.handlePayload(Messages.INVALIDATE_CHANNEL, "{\"cache\": \"other\", \"op\": \"flush\"}");
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, "other", null, "flush", null));
         assertTrue(a.cached("sessions", k), "a flush of another cache dropped this one");
+        // forged or malformed messages (anyone may NOTIFY) are ignored and counted
+        long rejected = a.channel().rejected();
         a.handlePayload(Messages.INVALIDATE_CHANNEL, "{\"op\": \"flush\"}");
-        assertEquals(0, a.size());
-        a.get("sessions", k);
         a.handlePayload(Messages.INVALIDATE_CHANNEL, "garbage");
-        assertEquals(0, a.size(), "a malformed message must drop everything");
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, "{\"cache\": \"sessions\", \"key\": \"" + k
+                + "\", \"op\": \"delete\", \"version\": " + (v + 9) + "}");
+        assertTrue(a.cached("sessions", k), "a forged message dropped an entry");
+        assertEquals(rejected + 3, a.channel().rejected());
+        a.handlePayload(Messages.INVALIDATE_CHANNEL, signed(a, null, null, "flush", null));
+        assertEquals(0, a.size());
+    }
+
+    /** An invalidation object as the notify worker signs it. */
+    static String signed(NearCache a, String cache, String key, String op, Long version) {
+        byte[] secret = a.channel().secret();
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+        if (cache != null) {
+            m.put("cache", cache);
+        }
+        if (key != null) {
+            m.put("key_hash", Messages.keyHash(secret, cache, key));
+        }
+        m.put("op", op);
+        if (version != null) {
+            m.put("version", version);
+        }
+        m.put("mac", Messages.mac(secret, Messages.INVALIDATE_CHANNEL, m));
+        return Json.write(m);
     }
 
     @Test
