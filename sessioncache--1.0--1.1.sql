@@ -427,3 +427,113 @@ GRANT SELECT ON sessioncache.cache_stats, sessioncache.memory,
     sessioncache.memory_partitions, sessioncache.entries
     TO sessioncache_monitor, pg_monitor;
 -- end of issue 12: channel, entries, memory headroom, evictions
+
+-- issue 13: a touch written back costs a small fraction of a row rewrite.
+--
+-- The writeback used to rewrite the whole wide row of durable_entries for
+-- every touched entry: a non-HOT update (expires_at was indexed) with three
+-- index inserts and, after each checkpoint, a full-page image of every page
+-- it touched.  Now every row owns a slot (access_slot, from a sequence,
+-- never reused) in sessioncache.access, a narrow table of 64 timestamps per
+-- row (fill factor 50, no index but its key): the writeback updates one
+-- block row per 64 slots, HOT, and only the changed bytes go to the WAL.
+--
+-- A row's last access is the later of its own last_access (written by puts
+-- and by touches of entries not in memory) and its slot; a slot only moves
+-- forward and belongs to one row for ever, so it can make an idle timer
+-- look older than it is (a crash loses at most the last flush_interval of
+-- touches), never younger.  expires_at is the expiry as of the row's last
+-- write, a lower bound: _expires_at(row) is the truth.  The expiry worker
+-- deletes the rows of entries whose copy in memory expired, by key, and
+-- finds the others (no copy in memory) by a sweep in key order, so the
+-- index on expires_at, which every put paid for, is gone.
+------------------------------------------------------------------------
+
+CREATE SEQUENCE sessioncache.access_slot_seq;
+
+-- existing rows get their slots here (the table is rewritten once)
+ALTER TABLE sessioncache.durable_entries
+    ADD COLUMN access_slot bigint NOT NULL
+    DEFAULT nextval('sessioncache.access_slot_seq');
+
+CREATE TABLE sessioncache.access (
+    block   bigint PRIMARY KEY,     -- access_slot / 64
+    la      timestamptz[] NOT NULL  -- 64 last accesses, -infinity = none
+) WITH (fillfactor = 50);
+
+DROP INDEX sessioncache.durable_entries_expiry;
+
+SELECT pg_catalog.pg_extension_config_dump('sessioncache.access', '');
+SELECT pg_catalog.pg_extension_config_dump('sessioncache.access_slot_seq', '');
+
+-- slot by slot, the later of two blocks' timestamps
+CREATE FUNCTION sessioncache._la_merge(a timestamptz[], b timestamptz[])
+    RETURNS timestamptz[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(greatest(x, y) ORDER BY i)
+    FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i)
+$$;
+
+-- a row's last access: its own, or its slot's when later
+CREATE FUNCTION sessioncache._last_access(d sessioncache.durable_entries)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(d.last_access,
+                    (SELECT a.la[(d.access_slot % 64)::int4 + 1]
+                     FROM sessioncache.access a WHERE a.block = d.access_slot / 64))
+$$;
+
+-- when a row expires: its last access counts its slot, its timeouts are
+-- its own or its cache's (durations as extract(epoch) counts them); NULL
+-- for a row of no cache
+CREATE FUNCTION sessioncache._expires_at(d sessioncache.durable_entries)
+    RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(
+        CASE WHEN t.idle = 0 THEN 'infinity'::timestamptz
+             ELSE sessioncache._last_access(d) + t.idle * interval '1 microsecond' END,
+        CASE WHEN t.max = 0 THEN 'infinity'::timestamptz
+             ELSE d.created_at + t.max * interval '1 microsecond' END)
+    FROM sessioncache.cache_defs c,
+         LATERAL (SELECT coalesce(d.idle_us,
+                                  (extract(epoch FROM c.idle_timeout) * 1000000)::bigint,
+                                  0) AS idle,
+                         coalesce(d.max_us,
+                                  (extract(epoch FROM c.max_lifespan) * 1000000)::bigint,
+                                  0) AS max) t
+    WHERE c.id = d.cache_id
+$$;
+
+-- only sessioncache writes the slots (a restore's COPY excepted, as for
+-- durable_entries; memory forgets every entry after it, as after a COPY
+-- into durable_entries)
+CREATE TRIGGER access_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON sessioncache.access
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          !~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?access"?[\s(]')
+    EXECUTE FUNCTION sessioncache.durable_guard();
+
+CREATE TRIGGER access_restored
+    AFTER INSERT ON sessioncache.access FOR EACH STATEMENT
+    WHEN (pg_catalog.current_query()
+          ~* '^\s*copy\s+("?sessioncache"?\s*\.\s*)?"?access"?[\s(]')
+    EXECUTE FUNCTION sessioncache._restored_entries();
+
+CREATE TRIGGER access_guard_truncate
+    BEFORE TRUNCATE ON sessioncache.access
+    FOR EACH STATEMENT EXECUTE FUNCTION sessioncache.durable_guard();
+
+REVOKE ALL ON TABLE sessioncache.access FROM PUBLIC;
+REVOKE ALL ON SEQUENCE sessioncache.access_slot_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION sessioncache._la_merge(timestamptz[], timestamptz[]),
+    sessioncache._expires_at(sessioncache.durable_entries),
+    sessioncache._last_access(sessioncache.durable_entries) FROM PUBLIC;
+
+-- end of issue 13

@@ -399,9 +399,8 @@ SCCacheRules(const SCCacheDef *def, SCStoreRules *rules)
 {
 	rules->idle_us = def->idle_us;
 	rules->max_us = def->max_us;
-	rules->evictable = def->durable;
-	/* durable expirations are announced with their rows' deletion */
-	rules->announce = !def->durable && def->notify;
+	rules->durable = def->durable;
+	rules->notify = def->notify;
 }
 
 /* policy callback: runs under a partition lock, reads the local copy */

@@ -12,6 +12,18 @@
  * back) while the shared copy changes only when that transaction commits
  * (xact.c).  Touches are written back in batches by the writeback worker.
  *
+ * Idle timers (schema 1.1): a touch written back does not rewrite the wide
+ * row.  Each row owns a slot (access_slot, from a sequence, never reused)
+ * in sessioncache.access, a narrow table of 64 timestamps per row, updated
+ * HOT by the writeback: many touches share a page and a WAL record's
+ * unchanged bytes are not logged, so a touch costs a small fraction of a
+ * row rewrite.  The row's last access is the later of its own last_access
+ * and its slot; its expires_at is only the expiry as of its last write (a
+ * lower bound): the expiry worker deletes rows whose copy in memory expired
+ * (by key) and finds the others by a sweep, checking sessioncache._expires_at.
+ * A database still at schema 1.0 (before ALTER EXTENSION UPDATE) is served
+ * with the 1.0 statements.
+ *
  * Every statement on the table is in this file, and durable_decode_row is
  * the only place that turns a row into an entry.
  *
@@ -19,6 +31,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -29,6 +42,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -38,10 +52,22 @@
 
 PG_FUNCTION_INFO_V1(durable_guard);
 
-/* the columns durable_decode_row reads, in its order */
-#define ROW_COLUMNS \
+/* the columns durable_decode_row reads, in its order, and where from */
+#define ROW_COLUMNS_11 \
+	"d.cache_id, d.key, d.user_id, d.value, d.created_at," \
+	" greatest(d.last_access, a.la[(d.access_slot % 64)::int4 + 1])," \
+	" coalesce(d.idle_us, 0), coalesce(d.max_us, 0), d.version, d.access_slot"
+#define ROW_FROM_11 \
+	" sessioncache.durable_entries d LEFT JOIN sessioncache.access a" \
+	" ON a.block = d.access_slot / 64"
+#define ROW_COLUMNS_10 \
 	"d.cache_id, d.key, d.user_id, d.value, d.created_at, d.last_access," \
-	" coalesce(d.idle_us, 0), coalesce(d.max_us, 0), d.version"
+	" coalesce(d.idle_us, 0), coalesce(d.max_us, 0), d.version, 0::int8"
+#define ROW_FROM_10 " sessioncache.durable_entries d"
+
+/* is an expired row's expiry (checked again under its row lock) past? */
+#define ROW_EXPIRED_11	"sessioncache._expires_at(d) <= now()"
+#define ROW_EXPIRED_10	"d.expires_at <= now()"
 
 /*
  * The expiry time of a row from its own columns, with the cache's timeouts
@@ -53,9 +79,9 @@ PG_FUNCTION_INFO_V1(durable_guard);
 	"      CASE WHEN coalesce(max_us, " max ") = 0 THEN 'infinity'" \
 	"           ELSE created_at + coalesce(max_us, " max ") * interval '1 microsecond' END)"
 
-/* prepared once per backend */
-static SPIPlanPtr plan_read = NULL;
-static SPIPlanPtr plan_upsert = NULL;
+/* prepared once per backend, per schema version where they differ */
+static SPIPlanPtr plan_read[2];
+static SPIPlanPtr plan_upsert[2];
 static SPIPlanPtr plan_delete = NULL;
 static SPIPlanPtr plan_user_keys = NULL;
 static SPIPlanPtr plan_touch = NULL;
@@ -77,7 +103,19 @@ durable_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 }
 
 /*
- * Decode a row of ROW_COLUMNS into 'row', copying into the current memory
+ * Is the database's schema 1.1 (idle timers in sessioncache.access)?  Until
+ * ALTER EXTENSION UPDATE it may still be 1.0.  Two syscache lookups.
+ */
+static bool
+durable_schema_11(void)
+{
+	Oid			nsp = get_namespace_oid("sessioncache", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("access", nsp));
+}
+
+/*
+ * Decode a row of ROW_COLUMNS_1x into 'row', copying into the current memory
  * context (the value only when want_value).  The one decoder.
  */
 static void
@@ -102,6 +140,7 @@ durable_decode_row(HeapTuple tup, TupleDesc desc, bool want_value,
 	row->st.timeouts.idle_us = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 	row->st.timeouts.max_us = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	row->st.version = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	row->st.access_slot = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
 	row->st.expires_at = 0;
 }
 
@@ -115,12 +154,19 @@ SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 	bool		found = false;
 	int			ret;
 
+	bool		v11;
+
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
 	SCSpiBegin(&spi);
-	ret = SPI_execute_snapshot(durable_plan(&plan_read,
-											"SELECT " ROW_COLUMNS
-											" FROM sessioncache.durable_entries d"
+	v11 = durable_schema_11();
+	ret = SPI_execute_snapshot(v11 ?
+							   durable_plan(&plan_read[1],
+											"SELECT " ROW_COLUMNS_11 " FROM" ROW_FROM_11
+											" WHERE d.cache_id = $1 AND d.key = $2",
+											2, types) :
+							   durable_plan(&plan_read[0],
+											"SELECT " ROW_COLUMNS_10 " FROM" ROW_FROM_10
 											" WHERE d.cache_id = $1 AND d.key = $2",
 											2, types),
 							   values, NULL, GetLatestSnapshot(),
@@ -153,8 +199,8 @@ int64
 SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 				  const struct varlena *value, const char *user, int userlen,
 				  const SCEntryTimeouts *timeouts, int64 version,
-				  TimestampTz *created_at, TimestampTz now,
-				  bool keep_live_created)
+				  TimestampTz *created_at, int64 *access_slot,
+				  TimestampTz now, bool keep_live_created)
 {
 	Oid			types[12] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID, BOOLOID,
@@ -165,6 +211,7 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 	bool		isnull;
 	int			ret;
 	int64		max_us = timeouts->max_us ? timeouts->max_us : def->max_us;
+	bool		v11;
 
 	values[0] = Int32GetDatum(def->id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
@@ -187,25 +234,28 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 	values[10] = BoolGetDatum(keep_live_created);
 	values[11] = Int64GetDatum(max_us);
 
+#define UPSERT \
+	"INSERT INTO sessioncache.durable_entries AS d" \
+	" (cache_id, key, user_id, value, created_at, last_access," \
+	"  idle_us, max_us, version, expires_at)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)" \
+	" ON CONFLICT (cache_id, key) DO UPDATE SET" \
+	"  user_id = excluded.user_id, value = excluded.value," \
+	"  created_at = CASE WHEN $11 AND d.expires_at > $6" \
+	"               THEN d.created_at ELSE excluded.created_at END," \
+	"  last_access = excluded.last_access," \
+	"  idle_us = excluded.idle_us, max_us = excluded.max_us," \
+	"  version = greatest(excluded.version, d.version + 1)," \
+	"  expires_at = CASE WHEN $11 AND d.expires_at > $6 AND $12 > 0" \
+	"               THEN least(excluded.expires_at," \
+	"                          d.created_at + $12 * interval '1 microsecond')" \
+	"               ELSE excluded.expires_at END" \
+	" RETURNING version, created_at"
 	SCSpiBegin(&spi);
-	ret = SPI_execute_plan(durable_plan(&plan_upsert,
-										"INSERT INTO sessioncache.durable_entries AS d"
-										" (cache_id, key, user_id, value, created_at, last_access,"
-										"  idle_us, max_us, version, expires_at)"
-										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-										" ON CONFLICT (cache_id, key) DO UPDATE SET"
-										"  user_id = excluded.user_id, value = excluded.value,"
-										"  created_at = CASE WHEN $11 AND d.expires_at > $6"
-										"               THEN d.created_at ELSE excluded.created_at END,"
-										"  last_access = excluded.last_access,"
-										"  idle_us = excluded.idle_us, max_us = excluded.max_us,"
-										"  version = greatest(excluded.version, d.version + 1),"
-										"  expires_at = CASE WHEN $11 AND d.expires_at > $6 AND $12 > 0"
-										"               THEN least(excluded.expires_at,"
-										"                          d.created_at + $12 * interval '1 microsecond')"
-										"               ELSE excluded.expires_at END"
-										" RETURNING version, created_at",
-										12, types),
+	v11 = durable_schema_11();
+	ret = SPI_execute_plan(v11 ?
+						   durable_plan(&plan_upsert[1], UPSERT ", access_slot", 12, types) :
+						   durable_plan(&plan_upsert[0], UPSERT, 12, types),
 						   values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not write sessioncache.durable_entries: %s",
@@ -214,6 +264,8 @@ SCDurableWritePut(const SCCacheDef *def, const char *key, int keylen,
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	*created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 2, &isnull));
+	*access_slot = v11 ? DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 3, &isnull)) : 0;
 	SCSpiEnd(&spi);
 	SCAdvanceVersion(version);
 	return version;
@@ -264,7 +316,7 @@ SCDurableTouch(const SCCacheDef *def, const char *key, int keylen,
 										" SET last_access = $3, expires_at = "
 										ROW_EXPIRY("$3", "$4", "$5")
 										" WHERE cache_id = $1 AND key = $2"
-										" AND last_access < $3 AND expires_at > $3",
+										" AND last_access < $3",
 										5, types),
 						   values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
@@ -424,9 +476,15 @@ SCDurableDeleteRows(SCDurableExpired *rows, int n, MemoryContext out_cxt,
 	values[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
 												false, TYPALIGN_SHORT));
 	SCSpiBegin(&spi);
-	ret = SPI_execute_with_args("DELETE FROM sessioncache.durable_entries"
-								" WHERE ctid IN (SELECT ctid FROM sessioncache.durable_entries"
-								"                WHERE ctid = ANY($1) AND expires_at <= now()"
+	ret = SPI_execute_with_args(durable_schema_11() ?
+								"DELETE FROM sessioncache.durable_entries"
+								" WHERE ctid IN (SELECT d.ctid FROM sessioncache.durable_entries d"
+								"                WHERE d.ctid = ANY($1) AND " ROW_EXPIRED_11
+								"                FOR UPDATE SKIP LOCKED)"
+								" RETURNING cache_id, key, version" :
+								"DELETE FROM sessioncache.durable_entries"
+								" WHERE ctid IN (SELECT d.ctid FROM sessioncache.durable_entries d"
+								"                WHERE d.ctid = ANY($1) AND " ROW_EXPIRED_10
 								"                FOR UPDATE SKIP LOCKED)"
 								" RETURNING cache_id, key, version",
 								1, types, values, NULL, false, 0);
@@ -491,6 +549,155 @@ SCDurableWriteBack(int n, const int32 *cache_ids, char *const *keys,
 	return written;
 }
 
+bool
+SCDurableHasAccessSlots(void)
+{
+	return durable_schema_11();
+}
+
+int64
+SCDurableWriteAccess(int nblocks, const int64 *blocks,
+					 const TimestampTz *last_access)
+{
+	Datum	   *dblocks = palloc(sizeof(Datum) * nblocks);
+	Datum	   *dlas = palloc(sizeof(Datum) * nblocks * SC_ACCESS_SLOTS);
+	Oid			types[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		values[2];
+	SCSpiState	spi;
+	int			ret;
+	int			i;
+	int64		written;
+
+	for (i = 0; i < nblocks; i++)
+		dblocks[i] = Int64GetDatum(blocks[i]);
+	for (i = 0; i < nblocks * SC_ACCESS_SLOTS; i++)
+		dlas[i] = TimestampTzGetDatum(last_access[i]);
+	values[0] = PointerGetDatum(construct_array(dblocks, nblocks, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(dlas, nblocks * SC_ACCESS_SLOTS,
+												TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	SCSpiBegin(&spi);
+	/* a block's row only ever moves forward, slot by slot */
+	ret = SPI_execute_with_args("INSERT INTO sessioncache.access AS a (block, la)"
+								" SELECT u.b, $2[(u.n - 1) * " CppAsString2(SC_ACCESS_SLOTS) " + 1"
+								"                : u.n * " CppAsString2(SC_ACCESS_SLOTS) "]"
+								" FROM unnest($1) WITH ORDINALITY AS u(b, n)"
+								" ON CONFLICT (block) DO UPDATE"
+								" SET la = sessioncache._la_merge(a.la, excluded.la)",
+								2, types, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not write back idle timers: %s", SPI_result_code_string(ret));
+	written = (int64) SPI_processed;
+	SCSpiEnd(&spi);
+	return written;
+}
+
+SCDurableExpired *
+SCDurableDeleteKeys(int n, const int32 *cache_ids, char *const *keys,
+					const int *keylens, MemoryContext out_cxt, int *ndeleted)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *tkeys = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[2] = {INT4ARRAYOID, TEXTARRAYOID};
+	Datum		values[2];
+	SCSpiState	spi;
+	SCDurableExpired *gone;
+	MemoryContext old;
+	int			ret;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int32GetDatum(cache_ids[i]);
+		tkeys[i] = PointerGetDatum(cstring_to_text_with_len(keys[i], keylens[i]));
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(tkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	SCSpiBegin(&spi);
+	ret = SPI_execute_with_args(durable_schema_11() ?
+								"DELETE FROM sessioncache.durable_entries"
+								" WHERE ctid IN (SELECT d.ctid FROM unnest($1, $2) AS v(cid, key)"
+								"                JOIN sessioncache.durable_entries d"
+								"                ON d.cache_id = v.cid AND d.key = v.key"
+								"                WHERE " ROW_EXPIRED_11
+								"                FOR UPDATE OF d SKIP LOCKED)"
+								" RETURNING cache_id, key, version" :
+								"DELETE FROM sessioncache.durable_entries"
+								" WHERE ctid IN (SELECT d.ctid FROM unnest($1, $2) AS v(cid, key)"
+								"                JOIN sessioncache.durable_entries d"
+								"                ON d.cache_id = v.cid AND d.key = v.key"
+								"                WHERE " ROW_EXPIRED_10
+								"                FOR UPDATE OF d SKIP LOCKED)"
+								" RETURNING cache_id, key, version",
+								2, types, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(out_cxt);
+	gone = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
+	for (i = 0; i < (int) SPI_processed; i++)
+		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							   false, &gone[i]);
+	MemoryContextSwitchTo(old);
+	*ndeleted = (int) SPI_processed;
+	SCSpiEnd(&spi);
+	return gone;
+}
+
+SCDurableExpired *
+SCDurableSweep(int32 *after_id, char *after_key, int limit, int *nseen,
+			   int *nexpired)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, INT4OID};
+	Datum		values[3];
+	SCSpiState	spi;
+	SCDurableExpired *rows;
+	MemoryContext old;
+	int			ret;
+	uint64		i;
+	int			n = 0;
+
+	values[0] = Int32GetDatum(*after_id);
+	values[1] = CStringGetTextDatum(after_key);
+	values[2] = Int32GetDatum(limit);
+	SCSpiBegin(&spi);
+	ret = SPI_execute_with_args("SELECT d.ctid, d.cache_id, d.key, d.version, "
+								ROW_EXPIRED_11 " AS expired"
+								" FROM sessioncache.durable_entries d"
+								" WHERE (d.cache_id, d.key) > ($1, $2)"
+								" ORDER BY d.cache_id, d.key LIMIT $3",
+								3, types, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not scan sessioncache.durable_entries: %s",
+			 SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(spi.caller_cxt);
+	rows = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		bool		expired = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 5, &isnull));
+
+		if (i == SPI_processed - 1)
+		{
+			/* the cursor moves to the last row seen */
+			SCDurableExpired last;
+
+			durable_decode_expired(tup, SPI_tuptable->tupdesc, true, &last);
+			*after_id = last.cache_id;
+			memcpy(after_key, last.key, last.keylen);
+			after_key[last.keylen] = '\0';
+		}
+		if (!isnull && expired)
+			durable_decode_expired(tup, SPI_tuptable->tupdesc, true, &rows[n++]);
+	}
+	MemoryContextSwitchTo(old);
+	*nseen = (int) SPI_processed;
+	*nexpired = n;
+	SCSpiEnd(&spi);
+	return rows;
+}
+
 Tuplestorestate *
 SCDurableKeysByRecency(MemoryContext cxt, TupleDesc *desc)
 {
@@ -506,9 +713,13 @@ SCDurableKeysByRecency(MemoryContext cxt, TupleDesc *desc)
 	MemoryContextSwitchTo(old);
 
 	SCSpiBegin(&spi);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT cache_id, key FROM sessioncache.durable_entries"
-									   " WHERE expires_at > now() ORDER BY last_access DESC",
+	/* 1.1: expired rows are skipped when installed (expires_at is a bound) */
+	portal = SPI_cursor_open_with_args(NULL, durable_schema_11() ?
+									   "SELECT d.cache_id, d.key FROM" ROW_FROM_11
+									   " ORDER BY greatest(d.last_access,"
+									   "  a.la[(d.access_slot % 64)::int4 + 1]) DESC" :
+									   "SELECT d.cache_id, d.key FROM" ROW_FROM_10
+									   " WHERE d.expires_at > now() ORDER BY d.last_access DESC",
 									   0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -558,9 +769,12 @@ SCDurableReadRows(const int32 *ids, char *const *keys, int n, int *nrows)
 	values[0] = PointerGetDatum(construct_array(dids, n, INT4OID, 4, true, TYPALIGN_INT));
 	values[1] = PointerGetDatum(construct_array(dkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
 	SCSpiBegin(&spi);
-	ret = SPI_execute_snapshot(SPI_prepare("SELECT " ROW_COLUMNS
-										   " FROM unnest($1, $2) AS v(cid, key)"
-										   " JOIN sessioncache.durable_entries d"
+	ret = SPI_execute_snapshot(SPI_prepare(durable_schema_11() ?
+										   "SELECT " ROW_COLUMNS_11
+										   " FROM unnest($1, $2) AS v(cid, key) JOIN" ROW_FROM_11
+										   " ON d.cache_id = v.cid AND d.key = v.key" :
+										   "SELECT " ROW_COLUMNS_10
+										   " FROM unnest($1, $2) AS v(cid, key) JOIN" ROW_FROM_10
 										   " ON d.cache_id = v.cid AND d.key = v.key",
 										   2, types),
 							   values, NULL, GetLatestSnapshot(),

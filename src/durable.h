@@ -21,6 +21,9 @@
 #include "caches.h"
 #include "store.h"
 
+/* idle-timer slots per row of sessioncache.access (schema 1.1) */
+#define SC_ACCESS_SLOTS		64
+
 /* one decoded row */
 typedef struct SCDurableRow
 {
@@ -41,15 +44,15 @@ extern bool SCDurableRead(const SCCacheDef *def, const char *key, int keylen,
 
 /*
  * Insert or replace the row of a put; returns the stored version (never
- * below the row's).  With keep_live_created (the caller did not read the
+ * below the row's) and sets *access_slot (0 at schema 1.0).  With keep_live_created (the caller did not read the
  * row), a live row's created_at is kept and returned in *created_at.
  */
 extern int64 SCDurableWritePut(const SCCacheDef *def, const char *key,
 							   int keylen, const struct varlena *value,
 							   const char *user, int userlen,
 							   const SCEntryTimeouts *timeouts, int64 version,
-							   TimestampTz *created_at, TimestampTz now,
-							   bool keep_live_created);
+							   TimestampTz *created_at, int64 *access_slot,
+							   TimestampTz now, bool keep_live_created);
 
 extern void SCDurableWriteDelete(const SCCacheDef *def, const char *key,
 								 int keylen);
@@ -93,7 +96,38 @@ extern SCDurableExpired *SCDurableDeleteRows(SCDurableExpired *rows, int n,
 											 MemoryContext out_cxt,
 											 int *ndeleted);
 
-/* Write back touched idle timers; rows locked by a writer are skipped. */
+/* Is the schema 1.1, with idle timers in sessioncache.access? */
+extern bool SCDurableHasAccessSlots(void);
+
+/*
+ * Write back idle timers into their slots: for each block, its
+ * SC_ACCESS_SLOTS timestamps (-infinity where nothing changed); a slot only
+ * moves forward.  Schema 1.1.  Returns the blocks written.
+ */
+extern int64 SCDurableWriteAccess(int nblocks, const int64 *blocks,
+								  const TimestampTz *last_access);
+
+/*
+ * Delete the rows of these keys if they have expired (their copy in memory
+ * expired), skipping rows a writer holds; returns those deleted (in
+ * out_cxt).
+ */
+extern SCDurableExpired *SCDurableDeleteKeys(int n, const int32 *cache_ids,
+											 char *const *keys,
+											 const int *keylens,
+											 MemoryContext out_cxt,
+											 int *ndeleted);
+
+/*
+ * Schema 1.1: look at up to 'limit' rows in primary-key order after
+ * (*after_id, after_key) and return the expired ones; the cursor moves to
+ * the last row seen (after_key has room for SC_KEY_MAX + 1 bytes).  *nseen
+ * < limit means the end of the table was reached.
+ */
+extern SCDurableExpired *SCDurableSweep(int32 *after_id, char *after_key,
+										int limit, int *nseen, int *nexpired);
+
+/* Write back touched idle timers (schema 1.0, or rows without a slot). */
 extern int64 SCDurableWriteBack(int n, const int32 *cache_ids,
 								char *const *keys, const int *keylens,
 								const TimestampTz *last_access,

@@ -59,14 +59,20 @@ SCReportRemoved(SCRemovedBuf *removed, TimestampTz wait_until)
 	{
 		SCRemoved  *r = &removed->items[i];
 
-		SCStatAdd(r->cache_id, r->reason == SC_REMOVED_EXPIRED ?
-				  SC_STAT_EXPIRED : SC_STAT_EVICTED, 1);
-		if (r->announce && wait_until != 0)
-			SCNotifyQueueWait(r->cache_id, r->key, r->keylen, SC_NOTIFY_EXPIRE,
-							  r->version, wait_until);
-		else if (r->announce)
-			SCNotifyQueue(r->cache_id, r->key, r->keylen, SC_NOTIFY_EXPIRE,
-						  r->version);
+		if (r->reason == SC_REMOVED_EVICTED)
+			SCStatAdd(r->cache_id, SC_STAT_EVICTED, 1);
+		else if (r->durable)
+			continue;			/* counted and announced with its row */
+		else
+		{
+			SCStatAdd(r->cache_id, SC_STAT_EXPIRED, 1);
+			if (r->notify && wait_until != 0)
+				SCNotifyQueueWait(r->cache_id, r->key, r->keylen,
+								  SC_NOTIFY_EXPIRE, r->version, wait_until);
+			else if (r->notify)
+				SCNotifyQueue(r->cache_id, r->key, r->keylen,
+							  SC_NOTIFY_EXPIRE, r->version);
+		}
 	}
 	removed->n = 0;
 	SCNotifyWakeWorker();
@@ -145,8 +151,8 @@ engine_read_ex(const SCCacheDef *def, SCHash hash, const char *key,
 		{
 			SCStoreFillEntry(hash, off, def->id, key, keylen, ks->st.value,
 							 ks->st.user, ks->st.userlen, &ks->st.timeouts,
-							 ks->st.version, ks->st.created_at,
-							 ks->st.last_access);
+							 ks->st.version, ks->st.access_slot,
+							 ks->st.created_at, ks->st.last_access);
 			ks->resident = SCStoreInstall(hash, off, write_gen, SCCachesPolicy());
 			if (ks->resident)
 				SCStatAdd(def->id, SC_STAT_FILLS, 1);
@@ -194,6 +200,7 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 	SCPendingOp *op;
 	Size		nbytes;
 	bool		has_timeouts = (timeouts->idle_us != 0 || timeouts->max_us != 0);
+	int64		access_slot = 0;
 	SCRemovedBuf removed = {0, ENGINE_REMOVED_MAX, removed_items};
 
 	if (VARSIZE(value) > (Size) sc_max_value_size)
@@ -219,7 +226,8 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 	if (def->durable)
 		version = SCDurableWritePut(def, key, keylen, (struct varlena *) value,
 									user, userlen, timeouts, version,
-									&created_at, now, row_may_exist);
+									&created_at, &access_slot, now,
+									row_may_exist);
 	op->version = version;
 
 	nbytes = SCStoreEntrySize(has_timeouts, VARSIZE(value), keylen,
@@ -237,7 +245,7 @@ engine_stage_put(const SCCacheDef *def, SCHash hash, const char *key,
 	/* the block is ours alone until it is linked: fill it without the lock */
 	SCStoreFillEntry(hash, op->staged, def->id, key, keylen,
 					 (struct varlena *) value, user, user ? userlen : 0,
-					 timeouts, version, created_at, now);
+					 timeouts, version, access_slot, created_at, now);
 	return version;
 }
 

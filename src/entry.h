@@ -40,6 +40,7 @@ typedef struct SCEntry
 	uint8		flags;
 	uint8		referenced;		/* CLOCK bit, set by readers */
 	int64		version;
+	int64		access_slot;	/* slot of its row's idle timer, 0 = none */
 	TimestampTz created_at;
 	TimestampTz last_access;
 } SCEntry;

@@ -89,7 +89,8 @@ prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps)
 		SCStoreFillEntry(hash, off, def.id, row->key, row->keylen,
 						 row->st.value, row->st.user, row->st.userlen,
 						 &row->st.timeouts, row->st.version,
-						 row->st.created_at, row->st.last_access);
+						 row->st.access_slot, row->st.created_at,
+						 row->st.last_access);
 		if (SCStoreInstall(hash, off, gens[hash.partno], SCCachesPolicy()))
 		{
 			ps->installed++;

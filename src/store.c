@@ -331,17 +331,17 @@ store_remove(int partno, uint32 off)
 /* record a removal in the caller's buffer (room checked by the caller) */
 static void
 store_report(SCRemovedBuf *removed, SCEntry *e, SCRemovedReason reason,
-			 bool announce)
+			 const SCStoreRules *rules)
 {
 	SCRemoved  *r = &removed->items[removed->n++];
 
 	r->cache_id = e->cache_id;
 	r->reason = (uint8) reason;
-	r->announce = announce;
+	r->durable = rules->durable;
+	r->notify = rules->notify;
 	r->version = e->version;
-	r->keylen = announce ? e->key_len : 0;
-	if (announce)
-		memcpy(r->key, SCEntryKey(e), e->key_len);
+	r->keylen = e->key_len;
+	memcpy(r->key, SCEntryKey(e), e->key_len);
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -353,6 +353,7 @@ store_copy_state(SCEntry *e, const SCStoreRules *rules, bool want_value,
 	SCEntryTimeouts *t = SCEntryGetTimeouts(e);
 
 	st->version = e->version;
+	st->access_slot = e->access_slot;
 	st->created_at = e->created_at;
 	st->last_access = e->last_access;
 	st->expires_at = SCStoreExpiry(rules, e);
@@ -466,10 +467,9 @@ typedef struct EvictState
 } EvictState;
 
 /*
- * One CLOCK step on an entry: expired entries of known caches go (reported,
- * with the key when their cache announces); live evictable entries go when
- * their bit is clear and they have no unwritten touch; everything else
- * stays.
+ * One CLOCK step on an entry: expired entries of known caches go; live
+ * entries of durable caches go when their bit is clear and they have no
+ * unwritten touch; everything else stays.  What goes is reported.
  */
 static SCVisit
 evict_visit(SCEntry *e, void *arg)
@@ -481,17 +481,17 @@ evict_visit(SCEntry *e, void *arg)
 		return SC_VISIT_KEEP;
 	if (SCStoreExpiry(&rules, e) <= es->now)
 	{
-		store_report(es->removed, e, SC_REMOVED_EXPIRED, rules.announce);
+		store_report(es->removed, e, SC_REMOVED_EXPIRED, &rules);
 		return SC_VISIT_REMOVE;
 	}
-	if (!rules.evictable || (e->flags & SC_ENTRY_DIRTY))
+	if (!rules.durable || (e->flags & SC_ENTRY_DIRTY))
 		return SC_VISIT_KEEP;
 	if (e->referenced)
 	{
 		e->referenced = 0;
 		return SC_VISIT_KEEP;
 	}
-	store_report(es->removed, e, SC_REMOVED_EVICTED, false);
+	store_report(es->removed, e, SC_REMOVED_EVICTED, &rules);
 	return SC_VISIT_REMOVE;
 }
 
@@ -581,7 +581,8 @@ SCStoreFillEntry(SCHash hash, uint32 off, int32 cache_id,
 				 const char *key, int keylen, const struct varlena *value,
 				 const char *user, int userlen,
 				 const SCEntryTimeouts *timeouts, int64 version,
-				 TimestampTz created_at, TimestampTz last_access)
+				 int64 access_slot, TimestampTz created_at,
+				 TimestampTz last_access)
 {
 	SCEntry    *e = SCEntryAt(region(hash.partno), off);
 	bool		has_timeouts = timeouts != NULL &&
@@ -593,6 +594,7 @@ SCStoreFillEntry(SCHash hash, uint32 off, int32 cache_id,
 	e->value_len = VARSIZE(value);
 	e->key_len = (uint8) keylen;
 	e->version = version;
+	e->access_slot = access_slot;
 	e->created_at = created_at;
 	e->last_access = last_access;
 	e->wheel_slot = SC_WHEEL_DETACHED;
@@ -836,7 +838,7 @@ wheel_tick(int partno, int64 sec, WheelTick *wt)
 			}
 			if (SCStoreExpiry(&rules, e) <= wt->now)
 			{
-				store_report(wt->removed, e, SC_REMOVED_EXPIRED, rules.announce);
+				store_report(wt->removed, e, SC_REMOVED_EXPIRED, &rules);
 				store_remove(partno, off);
 			}
 			else

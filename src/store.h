@@ -56,8 +56,9 @@ typedef struct SCStoreRules
 {
 	int64		idle_us;		/* 0 = none */
 	int64		max_us;			/* 0 = none */
-	bool		evictable;		/* may be dropped under memory pressure */
-	bool		announce;		/* report its expirations with the key */
+	bool		durable;		/* a row stands behind each entry: it may be
+								 * evicted under memory pressure */
+	bool		notify;			/* the caller announces its changes */
 } SCStoreRules;
 
 /*
@@ -78,12 +79,13 @@ typedef enum SCRemovedReason
 	SC_REMOVED_EVICTED
 } SCRemovedReason;
 
-/* an entry the store removed on its own (key set only when announce) */
+/* an entry the store removed on its own */
 typedef struct SCRemoved
 {
 	int32		cache_id;
 	uint8		reason;			/* SCRemovedReason */
-	bool		announce;
+	bool		durable;		/* its cache's rules said durable */
+	bool		notify;			/* its cache's rules said notify */
 	uint8		keylen;
 	int64		version;
 	char		key[255];
@@ -105,6 +107,7 @@ typedef struct SCEntryState
 	TimestampTz last_access;
 	TimestampTz expires_at;
 	SCEntryTimeouts timeouts;	/* per-entry overrides, 0 = none */
+	int64		access_slot;	/* durable rows' idle-timer slot, 0 = none */
 	char	   *user;			/* palloc'd, NULL when none */
 	int			userlen;
 	struct varlena *value;		/* palloc'd when asked for */
@@ -180,7 +183,8 @@ extern void SCStoreFillEntry(SCHash hash, uint32 off, int32 cache_id,
 							 const struct varlena *value,
 							 const char *user, int userlen,
 							 const SCEntryTimeouts *timeouts, int64 version,
-							 TimestampTz created_at, TimestampTz last_access);
+							 int64 access_slot, TimestampTz created_at,
+							 TimestampTz last_access);
 
 /* Read back a block the caller owns (its staged write). */
 extern void SCStoreReadOwn(int partno, uint32 off, const SCStoreRules *rules,

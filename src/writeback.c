@@ -12,6 +12,10 @@
  * that much, never younger.  Rows locked by a writer are skipped: that
  * writer stores a newer last_access itself.
  *
+ * Schema 1.1 keeps idle timers out of the wide row: each durable entry
+ * knows its row's slot in sessioncache.access (durable.c), and a chunk of
+ * touches becomes one HOT update per block of 64 slots.
+ *
  * Entries are collected by the store's batched iterator into a buffer
  * allocated before any lock is taken; nothing is allocated under a lock.
  *
@@ -41,6 +45,7 @@ typedef struct DirtyBuf
 	int			keylens[WRITEBACK_CHUNK];
 	TimestampTz las[WRITEBACK_CHUNK];
 	TimestampTz exps[WRITEBACK_CHUNK];
+	int64		slots[WRITEBACK_CHUNK];
 } DirtyBuf;
 
 /*
@@ -56,7 +61,7 @@ writeback_visit(SCEntry *e, void *arg)
 	int			i;
 
 	if (!(e->flags & SC_ENTRY_DIRTY) ||
-		!SCCachesPolicy()->rules(e->cache_id, &rules) || !rules.evictable)
+		!SCCachesPolicy()->rules(e->cache_id, &rules) || !rules.durable)
 		return SC_VISIT_KEEP;
 	i = buf->n++;
 	e->flags &= ~SC_ENTRY_DIRTY;
@@ -66,19 +71,106 @@ writeback_visit(SCEntry *e, void *arg)
 	buf->keys[i] = buf->keybuf[i];
 	buf->las[i] = e->last_access;
 	buf->exps[i] = SCStoreExpiry(&rules, e);
+	buf->slots[i] = e->access_slot;
 	return SC_VISIT_KEEP;
 }
 
+/* a touched slot, for grouping by block */
+typedef struct SlotTouch
+{
+	int64		slot;
+	TimestampTz la;
+} SlotTouch;
+
+static int
+slot_touch_cmp(const void *a, const void *b)
+{
+	int64		x = ((const SlotTouch *) a)->slot;
+	int64		y = ((const SlotTouch *) b)->slot;
+
+	return x < y ? -1 : (x > y);
+}
+
+/*
+ * Write the touched slots (schema 1.1): one row of sessioncache.access per
+ * block of SC_ACCESS_SLOTS slots, -infinity where no slot of the block was
+ * touched.  Returns the slots written.
+ */
+static int64
+writeback_write_slots(SlotTouch *touches, int n)
+{
+	int64	   *blocks = palloc(sizeof(int64) * n);
+	TimestampTz *las = palloc(sizeof(TimestampTz) * n * SC_ACCESS_SLOTS);
+	int			nblocks = 0;
+	int			i,
+				j;
+
+	qsort(touches, n, sizeof(SlotTouch), slot_touch_cmp);
+	for (i = 0; i < n; i++)
+	{
+		int64		block = touches[i].slot / SC_ACCESS_SLOTS;
+		TimestampTz *row;
+
+		if (nblocks == 0 || blocks[nblocks - 1] != block)
+		{
+			blocks[nblocks] = block;
+			row = las + (Size) nblocks * SC_ACCESS_SLOTS;
+			for (j = 0; j < SC_ACCESS_SLOTS; j++)
+				row[j] = DT_NOBEGIN;
+			nblocks++;
+		}
+		row = las + (Size) (nblocks - 1) * SC_ACCESS_SLOTS;
+		j = (int) (touches[i].slot % SC_ACCESS_SLOTS);
+		row[j] = Max(row[j], touches[i].la);
+	}
+	(void) SCDurableWriteAccess(nblocks, blocks, las);
+	return n;
+}
+
+/*
+ * Write one chunk in a transaction of its own: idle timers of rows with a
+ * slot go to sessioncache.access; rows without one (schema 1.0, or filled
+ * before the update to 1.1) get their last_access and expires_at updated.
+ */
 static int64
 writeback_flush(DirtyBuf *buf)
 {
-	int64		written;
+	SlotTouch  *touches = palloc(sizeof(SlotTouch) * Max(buf->n, 1));
+	int			ntouches = 0;
+	int			nrows = 0;
+	int64		written = 0;
+	int			i;
 
 	if (buf->n == 0)
 		return 0;
 	SCWorkerBeginTransaction();
-	written = SCDurableWriteBack(buf->n, buf->ids, buf->keys, buf->keylens,
-								 buf->las, buf->exps);
+	if (SCDurableHasAccessSlots())
+	{
+		/* compact the rows without a slot to the front, the slots aside */
+		for (i = 0; i < buf->n; i++)
+		{
+			if (buf->slots[i] > 0)
+			{
+				touches[ntouches].slot = buf->slots[i];
+				touches[ntouches].la = buf->las[i];
+				ntouches++;
+				continue;
+			}
+			buf->ids[nrows] = buf->ids[i];
+			buf->keys[nrows] = buf->keys[i];
+			buf->keylens[nrows] = buf->keylens[i];
+			buf->las[nrows] = buf->las[i];
+			buf->exps[nrows] = buf->exps[i];
+			nrows++;
+		}
+	}
+	else
+		nrows = buf->n;
+	if (ntouches > 0)
+		written += writeback_write_slots(touches, ntouches);
+	if (nrows > 0)
+		written += SCDurableWriteBack(nrows, buf->ids, buf->keys, buf->keylens,
+									  buf->las, buf->exps);
 	SCWorkerCommit();
 	buf->n = 0;
 	return written;

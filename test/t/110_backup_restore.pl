@@ -87,7 +87,7 @@ ok( $src->poll_query_until(
 SELECT count(*) = 0 FROM sessioncache.durable_entries e
 JOIN sessioncache.cache_defs c ON c.id = e.cache_id,
 LATERAL sessioncache.entry_info(c.name, e.key) i
-WHERE i.last_access <> e.last_access}),
+WHERE i.last_access <> sessioncache._last_access(e)}),
 	'source: every touch is written back');
 
 # Everything a restore must bring back, as one sorted text: the tables as
