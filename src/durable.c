@@ -378,8 +378,16 @@ SCDurableDropCache(int32 cache_id)
 
 	values[0] = Int32GetDatum(cache_id);
 	SCSpiBegin(&spi);
-	ret = SPI_execute_with_args("DELETE FROM sessioncache.durable_entries WHERE cache_id = $1",
-								1, types, values, NULL, false, 0);
+
+	/*
+	 * The latest snapshot, whatever the isolation level: a REPEATABLE READ
+	 * drop took its snapshot before it waited for the cache's writers, and
+	 * would leave the rows they committed meanwhile behind.
+	 */
+	ret = SPI_execute_snapshot(SPI_prepare("DELETE FROM sessioncache.durable_entries"
+										   " WHERE cache_id = $1", 1, types),
+							   values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, false, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));

@@ -153,7 +153,8 @@ engine_read_ex(const SCCacheDef *def, SCHash hash, const char *key,
 							 ks->st.user, ks->st.userlen, &ks->st.timeouts,
 							 ks->st.version, ks->st.access_slot,
 							 ks->st.created_at, ks->st.last_access);
-			ks->resident = SCStoreInstall(hash, off, write_gen, SCCachesPolicy());
+			ks->resident = (SCStoreInstall(hash, off, write_gen,
+										   SCCachesPolicy()) == SC_INSTALL_DONE);
 			if (ks->resident)
 				SCStatAdd(def->id, SC_STAT_FILLS, 1);
 		}
@@ -325,9 +326,11 @@ SCGet(const SCCacheDef *def, const char *key, int keylen, bool touch)
 		/* a standby cannot write: the read is still worth having */
 		if (!told)
 			ereport(NOTICE,
-					(errmsg("sessioncache is read-only on a standby: get() does not touch"),
-					 errdetail("The entry's idle timer was not refreshed."),
-					 errhint("Touch on the primary to keep the entry alive; this notice is given once per session.")));
+					(errcode(ERRCODE_WARNING),
+					 errmsg("sessioncache.get ignores touch on a standby"),
+					 errdetail("The idle timer of key \"%.*s\" in cache \"%s\" was not refreshed.",
+							   keylen, key, def->name),
+					 errhint("Touch entries on the primary; this notice is given once per session.")));
 		told = true;
 	}
 	else if (touch)

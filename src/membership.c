@@ -66,7 +66,13 @@ SCLeaseEpoch(void)
 {
 	TimestampTz epoch;
 
-	if (RecoveryInProgress())
+	/*
+	 * Not yet a primary that accepts writes: during recovery, and while a
+	 * failover manager keeps a promoted server read-only (pg_auto_failover
+	 * does until the old primary is demoted), no heartbeat can commit, so
+	 * the grace period must not start.
+	 */
+	if (RecoveryInProgress() || DefaultXactReadOnly)
 		return GetCurrentTimestamp();
 	epoch = (TimestampTz) pg_atomic_read_u64(lease_epoch);
 	if (epoch == 0)

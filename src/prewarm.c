@@ -15,7 +15,9 @@
  * are read with a fresh snapshot and installed under the same
  * write-generation guard as a fill, so pre-warm never installs a value
  * older than one already committed, holds back no vacuum while it
- * installs, and keeps no memory from one batch to the next.
+ * installs, and keeps no memory from one batch to the next.  An install
+ * that lost the race with a write to its partition is tried once more at
+ * the end, with the row read again.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,11 +45,43 @@ typedef struct PrewarmState
 {
 	int64		installed;
 	int			no_room;
+	/* keys whose install lost a race with a write: tried again at the end */
+	MemoryContext cxt;			/* the round's: holds the retry list */
+	int			nretry;
+	int			retry_cap;
+	int32	   *retry_ids;
+	char	  **retry_keys;
 } PrewarmState;
+
+/* Remember a key to install again (memory of the round, outside the batch). */
+static void
+prewarm_retry_later(PrewarmState *ps, int32 id, const char *key, int keylen)
+{
+	if (ps->nretry == ps->retry_cap)
+	{
+		ps->retry_cap = Max(64, ps->retry_cap * 2);
+		if (ps->retry_ids == NULL)
+		{
+			ps->retry_ids = MemoryContextAlloc(ps->cxt, sizeof(int32) * ps->retry_cap);
+			ps->retry_keys = MemoryContextAlloc(ps->cxt, sizeof(char *) * ps->retry_cap);
+		}
+		else
+		{
+			ps->retry_ids = repalloc(ps->retry_ids, sizeof(int32) * ps->retry_cap);
+			ps->retry_keys = repalloc(ps->retry_keys, sizeof(char *) * ps->retry_cap);
+		}
+	}
+	ps->retry_ids[ps->nretry] = id;
+	ps->retry_keys[ps->nretry] = MemoryContextAlloc(ps->cxt, keylen + 1);
+	memcpy(ps->retry_keys[ps->nretry], key, keylen);
+	ps->retry_keys[ps->nretry][keylen] = '\0';
+	ps->nretry++;
+}
 
 /* Install the rows of one batch of keys, in a transaction of its own. */
 static void
-prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps)
+prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps,
+			  bool retry)
 {
 	uint64		gens[SC_NUM_PARTITIONS];
 	SCDurableRow *rows;
@@ -91,10 +125,18 @@ prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps)
 						 &row->st.timeouts, row->st.version,
 						 row->st.access_slot, row->st.created_at,
 						 row->st.last_access);
-		if (SCStoreInstall(hash, off, gens[hash.partno], SCCachesPolicy()))
+		switch (SCStoreInstall(hash, off, gens[hash.partno], SCCachesPolicy()))
 		{
-			ps->installed++;
-			SCStatAdd(def.id, SC_STAT_FILLS, 1);
+			case SC_INSTALL_DONE:
+				ps->installed++;
+				SCStatAdd(def.id, SC_STAT_FILLS, 1);
+				break;
+			case SC_INSTALL_RACED:
+				if (retry)
+					prewarm_retry_later(ps, def.id, row->key, row->keylen);
+				break;
+			default:
+				break;
 		}
 	}
 	SCWorkerCommit();
@@ -106,13 +148,15 @@ SCPrewarmRun(void)
 	MemoryContext round_cxt = CurrentMemoryContext;
 	MemoryContext batch_cxt;
 	TimestampTz start = GetCurrentTimestamp();
-	PrewarmState ps = {0, 0};
+	PrewarmState ps;
 	Tuplestorestate *keys;
 	TupleDesc	desc;
 	TupleTableSlot *slot;
 	bool		stopped = false;
 	bool		more = true;
 
+	memset(&ps, 0, sizeof(ps));
+	ps.cxt = round_cxt;
 	SCWorkerBeginTransaction();
 	SCCachesEnsureLoaded();
 	keys = SCDurableKeysByRecency(round_cxt, &desc);
@@ -149,7 +193,24 @@ SCPrewarmRun(void)
 		}
 		MemoryContextSwitchTo(old);
 		if (n > 0)
-			prewarm_batch(ids, bkeys, n, &ps);
+			prewarm_batch(ids, bkeys, n, &ps, true);
+	}
+
+	/*
+	 * Keys whose install lost a race with a write to their partition: read
+	 * again with a fresh snapshot, once (a key written meanwhile is in
+	 * memory already, or will be filled by its next read).
+	 */
+	if (!stopped && ps.no_room < PREWARM_NO_ROOM_MAX)
+	{
+		int			done;
+
+		for (done = 0; done < ps.nretry && !ShutdownRequestPending; done += PREWARM_BATCH)
+		{
+			CHECK_FOR_INTERRUPTS();
+			prewarm_batch(ps.retry_ids + done, ps.retry_keys + done,
+						  Min(PREWARM_BATCH, ps.nretry - done), &ps, false);
+		}
 	}
 	ExecClearTuple(slot);
 	ExecDropSingleTupleTableSlot(slot);

@@ -623,26 +623,31 @@ SCStoreFreeEntry(int partno, uint32 off)
 	LWLockRelease(part_lock[partno]);
 }
 
-bool
+SCInstallResult
 SCStoreInstall(SCHash hash, uint32 off, uint64 write_gen,
 			   const SCStorePolicy *policy)
 {
 	StorePartition *part = &store->partitions[hash.partno];
 	SCEntry    *e = SCEntryAt(region(hash.partno), off);
-	bool		installed = false;
+	SCInstallResult result;
 
 	LWLockAcquire(part_lock[hash.partno], LW_EXCLUSIVE);
-	if (part->write_gen == write_gen && policy->live(e->cache_id) &&
-		store_lookup(hash.partno, (uint32) hash.h, e->cache_id,
-					 SCEntryKey(e), e->key_len) == 0)
+	if (!policy->live(e->cache_id))
+		result = SC_INSTALL_GONE;
+	else if (store_lookup(hash.partno, (uint32) hash.h, e->cache_id,
+						  SCEntryKey(e), e->key_len) != 0)
+		result = SC_INSTALL_PRESENT;
+	else if (part->write_gen != write_gen)
+		result = SC_INSTALL_RACED;
+	else
 	{
 		store_link(hash.partno, off, policy);
-		installed = true;
+		result = SC_INSTALL_DONE;
 	}
-	else
+	if (result != SC_INSTALL_DONE)
 		SCArenaFree(&part->arena, region(hash.partno), off);
 	LWLockRelease(part_lock[hash.partno]);
-	return installed;
+	return result;
 }
 
 bool

@@ -193,14 +193,24 @@ extern void SCStoreReadOwn(int partno, uint32 off, const SCStoreRules *rules,
 /* Free a block the caller owns (lock exclusive, inside). */
 extern void SCStoreFreeEntry(int partno, uint32 off);
 
+/* what SCStoreInstall did */
+typedef enum SCInstallResult
+{
+	SC_INSTALL_DONE,			/* linked */
+	SC_INSTALL_PRESENT,			/* the key is in memory already */
+	SC_INSTALL_RACED,			/* a write was applied to the partition since
+								 * write_gen: read the row again to install */
+	SC_INSTALL_GONE				/* the cache is not live */
+} SCInstallResult;
+
 /*
  * Link a filled block read from the table (a fill or pre-warm), unless a
  * put or delete was applied to the partition since write_gen was read, the
- * cache is not live, or the key is already there; else free it.  Returns
- * true when linked.
+ * cache is not live, or the key is already there; else free it.
  */
-extern bool SCStoreInstall(SCHash hash, uint32 off, uint64 write_gen,
-						   const SCStorePolicy *policy);
+extern SCInstallResult SCStoreInstall(SCHash hash, uint32 off,
+									  uint64 write_gen,
+									  const SCStorePolicy *policy);
 
 /*
  * Apply a committed put: replace the key's entry by the staged block (or

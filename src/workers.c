@@ -379,6 +379,16 @@ sc_worker_main(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	worker_connect(kind);
+
+	/*
+	 * The workers' commits (written-back touches, deleted expired rows,
+	 * reaped members, notifications) need not wait for a synchronous
+	 * standby: losing one in a failover makes an idle timer look older or
+	 * an expired row linger, both allowed.  Waiting would hang a worker
+	 * (and a fast shutdown, in its final flush) when the standby is the
+	 * server being promoted.
+	 */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
 	if (kind == SC_WORKER_NOTIFY)
 		SCNotifySetWorkerLatch(MyLatch);
 
