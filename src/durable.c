@@ -387,7 +387,7 @@ SCDurableDropCache(int32 cache_id)
 	ret = SPI_execute_snapshot(SPI_prepare("DELETE FROM sessioncache.durable_entries"
 										   " WHERE cache_id = $1", 1, types),
 							   values, NULL, GetLatestSnapshot(),
-							   InvalidSnapshot, false, false, 0);
+							   InvalidSnapshot, false, true, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from sessioncache.durable_entries: %s",
 			 SPI_result_code_string(ret));

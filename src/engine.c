@@ -319,7 +319,7 @@ SCGet(const SCCacheDef *def, const char *key, int keylen, bool touch)
 			  SC_STAT_HITS : SC_STAT_MISSES, 1);
 	if (!found)
 		return NULL;
-	if (touch && def->durable && RecoveryInProgress())
+	if (touch && RecoveryInProgress())
 	{
 		static bool told = false;
 

@@ -268,7 +268,8 @@ sc_get(PG_FUNCTION_ARGS)
 
 	api_cache(fcinfo, 0, &def);
 	key = api_key(fcinfo, 1, &keylen);
-	if (touch)
+	/* on a standby the engine reads without the touch (with a notice) */
+	if (touch && !RecoveryInProgress())
 		api_check_writable();
 	value = SCGet(&def, key, keylen, touch);
 	if (value == NULL)
