@@ -249,13 +249,6 @@ SCArenaFree(SCArena *arena, char *base, uint32 off)
 	arena_list_insert(arena, base, boff);
 }
 
-/* bytes the block at payload offset off occupies, header included */
-Size
-SCArenaBlockSize(char *base, uint32 off)
-{
-	return BLOCK_SIZE(BLOCK_AT(base, off - BLOCK_HDR));
-}
-
 /*
  * The payload bytes of the largest free block: the highest non-empty class
  * holds it; look at up to 64 blocks of that class (a class spans an eighth

@@ -5,7 +5,7 @@
  *		of shared memory (one partition of the store).
  *
  * Every call expects the caller to hold the lock that protects the region
- * exclusively (SCArenaBlockSize and SCArenaCheck: shared is enough).  None
+ * exclusively (SCArenaLargestFree and SCArenaCheck: shared is enough).  None
  * allocates backend memory or throws.
  *
  *-------------------------------------------------------------------------
@@ -40,9 +40,6 @@ extern uint32 SCArenaAlloc(SCArena *arena, char *base, Size nbytes);
 
 /* Free the block whose payload is at off, coalescing with free neighbours. */
 extern void SCArenaFree(SCArena *arena, char *base, uint32 off);
-
-/* Bytes the block at off takes, header included. */
-extern Size SCArenaBlockSize(char *base, uint32 off);
 
 /* The largest free block's size (a bitmap lookup, not a scan). */
 extern Size SCArenaLargestFree(SCArena *arena, char *base);

@@ -61,8 +61,12 @@ SCMembershipShmemInit(void)
 		pg_atomic_init_u64(lease_epoch, 0);
 }
 
-TimestampTz
-SCLeaseEpoch(void)
+/*
+ * The moment this server started serving as a primary (set by the first
+ * caller once it accepts writes; "now" before that).  Lock-free.
+ */
+static TimestampTz
+membership_lease_epoch(void)
 {
 	TimestampTz epoch;
 
@@ -93,7 +97,7 @@ Datum
 sc_lease_epoch(PG_FUNCTION_ARGS)
 {
 	SCCheckUsable();
-	PG_RETURN_TIMESTAMPTZ(SCLeaseEpoch());
+	PG_RETURN_TIMESTAMPTZ(membership_lease_epoch());
 }
 
 /* _notify_view(cluster, view_id): queue a view change for commit */
@@ -170,7 +174,7 @@ SCMembershipReap(void)
 														 * transactions */
 
 	SCWorkerBeginTransaction();
-	epoch = SCLeaseEpoch();
+	epoch = membership_lease_epoch();
 	values[0] = TimestampTzGetDatum(epoch);
 	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	SCSpiBegin(&spi);

@@ -12,12 +12,6 @@ extern Size SCMembershipShmemSize(void);
 extern void SCMembershipShmemInit(void);
 
 /*
- * The moment this server started serving as a primary (set by the first
- * caller once it accepts writes; "now" during recovery).  Lock-free.
- */
-extern TimestampTz SCLeaseEpoch(void);
-
-/*
  * The reaper, run by the expiry worker outside any transaction: removes
  * the members whose lease lapsed, one short transaction per cluster.
  * Returns the members removed.

@@ -299,19 +299,6 @@ SCNotifyQueueWait(int32 cache_id, const char *key, int keylen, SCNotifyOp op,
 	notify_append(cache_id, op, key, keylen, version, Max(deadline, 1));
 }
 
-/* Messages were lost before reaching the queue: make listeners flush. */
-void
-SCNotifyOverflow(void)
-{
-	if (queue == NULL)
-		return;
-	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	queue->overflowed = true;
-	queue->dropped++;
-	LWLockRelease(queue->lock);
-	queued_since_wake = true;
-}
-
 /*
  * A cache was dropped or redefined (its timeouts or notify setting may have
  * changed): listeners must drop all they hold of it.

@@ -46,9 +46,6 @@ extern void SCNotifyQueueWait(int32 cache_id, const char *key, int keylen,
 							  SCNotifyOp op, int64 version,
 							  TimestampTz deadline);
 
-/* Messages were lost before reaching the ring: make listeners flush. */
-extern void SCNotifyOverflow(void);
-
 /* A cache was dropped or redefined: listeners drop all they hold of it. */
 extern void SCNotifyFlushCache(const char *name);
 

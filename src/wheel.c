@@ -16,8 +16,9 @@
 
 #define WHEEL_MASK			(SC_WHEEL_SLOTS - 1)
 
-int64
-SCWheelSecond(TimestampTz t)
+/* the second an expiry time falls due in, rounded up */
+static int64
+wheel_second(TimestampTz t)
 {
 	if (t == DT_NOEND || t > PG_INT64_MAX - USECS_PER_SEC)
 		return PG_INT64_MAX / 2;
@@ -59,14 +60,14 @@ void
 SCWheelInit(SCWheel *w, TimestampTz now)
 {
 	memset(w->slots, 0, sizeof(w->slots));
-	w->now = SCWheelSecond(now) - 1;
+	w->now = wheel_second(now) - 1;
 }
 
 void
 SCWheelInsertFrom(SCWheel *w, char *base, uint32 off, int64 base_tick,
 				  TimestampTz expires_at)
 {
-	wheel_push(w, base, off, wheel_slot_for(base_tick, SCWheelSecond(expires_at)));
+	wheel_push(w, base, off, wheel_slot_for(base_tick, wheel_second(expires_at)));
 }
 
 void

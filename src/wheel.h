@@ -34,9 +34,6 @@ typedef struct SCWheel
 /* An empty wheel whose processed time is just before 'now'. */
 extern void SCWheelInit(SCWheel *w, TimestampTz now);
 
-/* The second an expiry time falls due in, rounded up. */
-extern int64 SCWheelSecond(TimestampTz t);
-
 /* Put an entry on the slot for its expiry time, seen from tick 'base_tick'. */
 extern void SCWheelInsertFrom(SCWheel *w, char *base, uint32 off,
 							  int64 base_tick, TimestampTz expires_at);
