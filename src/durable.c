@@ -115,6 +115,28 @@ durable_schema_11(void)
 }
 
 /*
+ * The int4[] of cache ids and the text[] of keys that the batch statements
+ * take as $1 and $2 (keylens NULL: the keys are terminated strings).
+ */
+static void
+durable_key_arrays(int n, const int32 *cache_ids, char *const *keys,
+				   const int *keylens, Datum *values)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *tkeys = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int32GetDatum(cache_ids[i]);
+		tkeys[i] = PointerGetDatum(cstring_to_text_with_len(keys[i],
+															keylens ? keylens[i] : (int) strlen(keys[i])));
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(tkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
  * Decode a row of ROW_COLUMNS_1x into 'row', copying into the current memory
  * context (the value only when want_value).  The one decoder.
  */
@@ -515,8 +537,6 @@ SCDurableWriteBack(int n, const int32 *cache_ids, char *const *keys,
 				   const int *keylens, const TimestampTz *last_access,
 				   const TimestampTz *expires_at)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *tkeys = palloc(sizeof(Datum) * n);
 	Datum	   *las = palloc(sizeof(Datum) * n);
 	Datum	   *exps = palloc(sizeof(Datum) * n);
 	Oid			types[4] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
@@ -529,13 +549,10 @@ SCDurableWriteBack(int n, const int32 *cache_ids, char *const *keys,
 
 	for (i = 0; i < n; i++)
 	{
-		ids[i] = Int32GetDatum(cache_ids[i]);
-		tkeys[i] = PointerGetDatum(cstring_to_text_with_len(keys[i], keylens[i]));
 		las[i] = TimestampTzGetDatum(last_access[i]);
 		exps[i] = TimestampTzGetDatum(expires_at[i]);
 	}
-	values[0] = PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(tkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	durable_key_arrays(n, cache_ids, keys, keylens, values);
 	values[2] = PointerGetDatum(construct_array(las, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[3] = PointerGetDatum(construct_array(exps, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
@@ -605,8 +622,6 @@ SCDurableExpired *
 SCDurableDeleteKeys(int n, const int32 *cache_ids, char *const *keys,
 					const int *keylens, MemoryContext out_cxt, int *ndeleted)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
-	Datum	   *tkeys = palloc(sizeof(Datum) * Max(n, 1));
 	Oid			types[2] = {INT4ARRAYOID, TEXTARRAYOID};
 	Datum		values[2];
 	SCSpiState	spi;
@@ -615,13 +630,7 @@ SCDurableDeleteKeys(int n, const int32 *cache_ids, char *const *keys,
 	int			ret;
 	int			i;
 
-	for (i = 0; i < n; i++)
-	{
-		ids[i] = Int32GetDatum(cache_ids[i]);
-		tkeys[i] = PointerGetDatum(cstring_to_text_with_len(keys[i], keylens[i]));
-	}
-	values[0] = PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(tkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	durable_key_arrays(n, cache_ids, keys, keylens, values);
 	SCSpiBegin(&spi);
 	ret = SPI_execute_with_args(durable_schema_11() ?
 								"DELETE FROM sessioncache.durable_entries"
@@ -759,8 +768,6 @@ SCDurableKeysByRecency(MemoryContext cxt, TupleDesc *desc)
 SCDurableRow *
 SCDurableReadRows(const int32 *ids, char *const *keys, int n, int *nrows)
 {
-	Datum	   *dids = palloc(sizeof(Datum) * Max(n, 1));
-	Datum	   *dkeys = palloc(sizeof(Datum) * Max(n, 1));
 	Oid			types[2] = {INT4ARRAYOID, TEXTARRAYOID};
 	Datum		values[2];
 	SCSpiState	spi;
@@ -769,13 +776,7 @@ SCDurableReadRows(const int32 *ids, char *const *keys, int n, int *nrows)
 	int			ret;
 	int			i;
 
-	for (i = 0; i < n; i++)
-	{
-		dids[i] = Int32GetDatum(ids[i]);
-		dkeys[i] = CStringGetTextDatum(keys[i]);
-	}
-	values[0] = PointerGetDatum(construct_array(dids, n, INT4OID, 4, true, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(dkeys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	durable_key_arrays(n, ids, keys, NULL, values);
 	SCSpiBegin(&spi);
 	ret = SPI_execute_snapshot(SPI_prepare(durable_schema_11() ?
 										   "SELECT " ROW_COLUMNS_11
