@@ -43,6 +43,8 @@ typedef enum SCStat
 	SC_NUM_STATS
 } SCStat;
 
+/* Shared memory to request, and attaching it (shmem_startup, under
+ * AddinShmemInitLock). */
 extern Size SCCachesShmemSize(void);
 extern void SCCachesShmemInit(LWLock *lock);
 
@@ -100,11 +102,13 @@ extern void SCStatAdd(int32 cache_id, SCStat stat, int64 delta);
  */
 extern void SCDefineCache(SCCacheDef *def, Interval *idle, Interval *max,
 						  bool *created);
+/* drop_cache: see SCDefineCache. */
 extern void SCDropCache(const char *name);
 
 /* CREATE EXTENSION: at commit, forget every cache and entry in memory. */
 extern void SCCachesInstall(void);
 
+/* Has this transaction staged a define or drop? */
 extern bool SCCachesHavePending(void);
 
 /*
@@ -114,6 +118,7 @@ extern bool SCCachesHavePending(void);
  * forget them.
  */
 extern List *SCCachesXactEnd(bool commit);
+/* Savepoint released (commit) or rolled back. */
 extern void SCCachesSubXactEnd(SubTransactionId mySubid,
 							   SubTransactionId parentSubid, bool commit);
 

@@ -8,6 +8,8 @@
 #ifndef SC_CLOCK_H
 #define SC_CLOCK_H
 
+/* Shared memory to request, and attaching it (shmem_startup, under
+ * AddinShmemInitLock). */
 extern Size SCClockShmemSize(void);
 extern void SCClockShmemInit(void);
 

@@ -54,6 +54,7 @@ extern int64 SCDurableWritePut(const SCCacheDef *def, const char *key,
 							   TimestampTz *created_at, int64 *access_slot,
 							   TimestampTz now, bool keep_live_created);
 
+/* Delete the row of a key (in the caller's transaction). */
 extern void SCDurableWriteDelete(const SCCacheDef *def, const char *key,
 								 int keylen);
 

@@ -35,21 +35,30 @@ typedef struct SCEntryCopy
 	bool		durable;
 } SCEntryCopy;
 
+/* Create or replace; replace keeps created_at.  Returns the new version. */
 extern int64 SCPut(const SCCacheDef *def, const char *key, int keylen,
 				   Jsonb *value, const char *user, int userlen,
 				   int64 idle_us, int64 max_us);
+/* The value, or NULL when absent or expired; touch refreshes the timer. */
 extern Jsonb *SCGet(const SCCacheDef *def, const char *key, int keylen,
 					bool touch);
+/* Refresh the idle timer; false when absent. */
 extern bool SCTouch(const SCCacheDef *def, const char *key, int keylen);
+/* value || patch, atomically; the merged value, or NULL when absent. */
 extern Jsonb *SCPatch(const SCCacheDef *def, const char *key, int keylen,
 					  Jsonb *patch);
+/* value->field += delta, creating the entry; returns the new count. */
 extern int64 SCIncr(const SCCacheDef *def, const char *key, int keylen,
 					const char *field, int fieldlen, int64 delta,
 					const char *user, int userlen);
+/* Delete; false when absent. */
 extern bool SCDelete(const SCCacheDef *def, const char *key, int keylen);
+/* Delete a user's entries; returns how many. */
 extern int	SCDeleteUser(const SCCacheDef *def, const char *user, int userlen);
+/* A user's live entries, as SCEntryCopy (values included). */
 extern List *SCUserEntries(const SCCacheDef *def, const char *user,
 						   int userlen);
+/* An entry's metadata (no value); false when absent. */
 extern bool SCEntryInfo(const SCCacheDef *def, const char *key, int keylen,
 						SCEntryCopy *out);
 

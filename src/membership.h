@@ -8,6 +8,8 @@
 #ifndef SC_MEMBERSHIP_H
 #define SC_MEMBERSHIP_H
 
+/* Shared memory to request, and attaching it (shmem_startup, under
+ * AddinShmemInitLock). */
 extern Size SCMembershipShmemSize(void);
 extern void SCMembershipShmemInit(void);
 

@@ -27,6 +27,8 @@ typedef enum SCNotifyOp
 #define SC_CHANNEL_SECRET_LEN	32	/* bytes of sessioncache.channel_key */
 #define SC_NOTIFY_HASH_HEX		32	/* hex digits of a key_hash or mac */
 
+/* Shared memory to request, and attaching it (shmem_startup, under
+ * AddinShmemInitLock). */
 extern Size SCNotifyShmemSize(void);
 extern void SCNotifyShmemInit(LWLock *lock);
 
