@@ -100,7 +100,6 @@ engine_read_ex(const SCCacheDef *def, SCHash hash, const char *key,
 	SCStoreRules rules;
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		write_gen;
-	uint32		off;
 	SCRemovedBuf removed = {0, ENGINE_REMOVED_MAX, removed_items};
 
 	ks->resident = false;
@@ -137,28 +136,13 @@ engine_read_ex(const SCCacheDef *def, SCHash hash, const char *key,
 		return false;
 	ks->filled = true;
 	SCAdvanceVersion(ks->st.version);
-	if (SCStoreEntrySize(true, VARSIZE(ks->st.value), keylen,
-						 ks->st.userlen) <= SCStoreMaxEntrySize())
-	{
-		SCCachesRefresh();		/* the policy reads this backend's copy */
-		off = SCStoreAllocEntry(hash, SCStoreEntrySize(ks->st.timeouts.idle_us ||
-													   ks->st.timeouts.max_us,
-													   VARSIZE(ks->st.value),
-													   keylen, ks->st.userlen),
-								true, SCCachesPolicy(), &removed);
-		SCReportRemoved(&removed, 0);
-		if (off != 0)
-		{
-			SCStoreFillEntry(hash, off, def->id, key, keylen, ks->st.value,
-							 ks->st.user, ks->st.userlen, &ks->st.timeouts,
-							 ks->st.version, ks->st.access_slot,
-							 ks->st.created_at, ks->st.last_access);
-			ks->resident = (SCStoreInstall(hash, off, write_gen,
-										   SCCachesPolicy()) == SC_INSTALL_DONE);
-			if (ks->resident)
-				SCStatAdd(def->id, SC_STAT_FILLS, 1);
-		}
-	}
+	SCCachesRefresh();			/* the policy reads this backend's copy */
+	ks->resident = (SCStoreInstallState(hash, def->id, key, keylen, &ks->st,
+										write_gen, true, SCCachesPolicy(),
+										&removed) == SC_INSTALL_DONE);
+	SCReportRemoved(&removed, 0);
+	if (ks->resident)
+		SCStatAdd(def->id, SC_STAT_FILLS, 1);
 	if (!want_value)
 		ks->st.value = NULL;
 	return true;

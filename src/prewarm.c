@@ -101,7 +101,6 @@ prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps,
 		SCDurableRow *row = &rows[i];
 		SCCacheDef	def;
 		SCHash		hash;
-		uint32		off;
 
 		if (!SCCacheDefById(row->cache_id, &def) ||
 			SCExpiryOf(def.idle_us, def.max_us, &row->st.timeouts,
@@ -109,23 +108,9 @@ prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps,
 			continue;
 		SCAdvanceVersion(row->st.version);
 		hash = SCStoreHashKey(def.id, row->key, row->keylen);
-		off = SCStoreAllocEntry(hash,
-								SCStoreEntrySize(row->st.timeouts.idle_us ||
-												 row->st.timeouts.max_us,
-												 VARSIZE(row->st.value),
-												 row->keylen, row->st.userlen),
-								false, SCCachesPolicy(), &none);
-		if (off == 0)
-		{
-			ps->no_room++;
-			continue;
-		}
-		SCStoreFillEntry(hash, off, def.id, row->key, row->keylen,
-						 row->st.value, row->st.user, row->st.userlen,
-						 &row->st.timeouts, row->st.version,
-						 row->st.access_slot, row->st.created_at,
-						 row->st.last_access);
-		switch (SCStoreInstall(hash, off, gens[hash.partno], SCCachesPolicy()))
+		switch (SCStoreInstallState(hash, def.id, row->key, row->keylen,
+									&row->st, gens[hash.partno], false,
+									SCCachesPolicy(), &none))
 		{
 			case SC_INSTALL_DONE:
 				ps->installed++;
@@ -134,6 +119,9 @@ prewarm_batch(int32 *ids, char **keys, int nkeys, PrewarmState *ps,
 			case SC_INSTALL_RACED:
 				if (retry)
 					prewarm_retry_later(ps, def.id, row->key, row->keylen);
+				break;
+			case SC_INSTALL_NO_ROOM:
+				ps->no_room++;
 				break;
 			default:
 				break;

@@ -623,9 +623,10 @@ SCStoreFreeEntry(int partno, uint32 off)
 	LWLockRelease(part_lock[partno]);
 }
 
-SCInstallResult
-SCStoreInstall(SCHash hash, uint32 off, uint64 write_gen,
-			   const SCStorePolicy *policy)
+/* Link a filled block unless the install is no longer right; else free it. */
+static SCInstallResult
+store_install(SCHash hash, uint32 off, uint64 write_gen,
+			  const SCStorePolicy *policy)
 {
 	StorePartition *part = &store->partitions[hash.partno];
 	SCEntry    *e = SCEntryAt(region(hash.partno), off);
@@ -648,6 +649,27 @@ SCStoreInstall(SCHash hash, uint32 off, uint64 write_gen,
 		SCArenaFree(&part->arena, region(hash.partno), off);
 	LWLockRelease(part_lock[hash.partno]);
 	return result;
+}
+
+SCInstallResult
+SCStoreInstallState(SCHash hash, int32 cache_id, const char *key, int keylen,
+					const SCEntryState *st, uint64 write_gen, bool may_evict,
+					const SCStorePolicy *policy, SCRemovedBuf *removed)
+{
+	bool		has_timeouts = st->timeouts.idle_us != 0 || st->timeouts.max_us != 0;
+	Size		nbytes = SCStoreEntrySize(has_timeouts, VARSIZE(st->value), keylen,
+										  st->userlen);
+	uint32		off;
+
+	if (nbytes > SCStoreMaxEntrySize())
+		return SC_INSTALL_NO_ROOM;
+	off = SCStoreAllocEntry(hash, nbytes, may_evict, policy, removed);
+	if (off == 0)
+		return SC_INSTALL_NO_ROOM;
+	SCStoreFillEntry(hash, off, cache_id, key, keylen, st->value, st->user,
+					 st->userlen, &st->timeouts, st->version, st->access_slot,
+					 st->created_at, st->last_access);
+	return store_install(hash, off, write_gen, policy);
 }
 
 bool

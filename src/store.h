@@ -149,14 +149,14 @@ extern TimestampTz SCStoreExpiry(const SCStoreRules *rules, SCEntry *e);
  * Copy the live entry for (cache, key) into *st (value too when want_value),
  * set its CLOCK bit, and return true; false when absent or expired at 'now'.
  * *write_gen receives the partition's write generation either way (for
- * SCStoreInstall).  Allocates in CurrentMemoryContext under the shared lock
+ * SCStoreInstallState).  Allocates in CurrentMemoryContext under the shared lock
  * (backends only; an error releases the lock through transaction abort).
  */
 extern bool SCStoreRead(SCHash hash, int32 cache_id, const char *key,
 						int keylen, const SCStoreRules *rules, TimestampTz now,
 						bool want_value, SCEntryState *st, uint64 *write_gen);
 
-/* A partition's write generation (lock shared, inside), for SCStoreInstall. */
+/* A partition's write generation (lock shared, inside), for installs. */
 extern uint64 SCStoreWriteGen(int partno);
 
 /* The keys of a user's entries in every partition (palloc'd copies). */
@@ -193,24 +193,31 @@ extern void SCStoreReadOwn(int partno, uint32 off, const SCStoreRules *rules,
 /* Free a block the caller owns (lock exclusive, inside). */
 extern void SCStoreFreeEntry(int partno, uint32 off);
 
-/* what SCStoreInstall did */
+/* what SCStoreInstallState did */
 typedef enum SCInstallResult
 {
 	SC_INSTALL_DONE,			/* linked */
 	SC_INSTALL_PRESENT,			/* the key is in memory already */
 	SC_INSTALL_RACED,			/* a write was applied to the partition since
 								 * write_gen: read the row again to install */
-	SC_INSTALL_GONE				/* the cache is not live */
+	SC_INSTALL_GONE,			/* the cache is not live */
+	SC_INSTALL_NO_ROOM			/* no block for it */
 } SCInstallResult;
 
 /*
- * Link a filled block read from the table (a fill or pre-warm), unless a
- * put or delete was applied to the partition since write_gen was read, the
- * cache is not live, or the key is already there; else free it.
+ * The whole install of an entry read from the table: allocate its block
+ * (evicting as SCStoreAllocEntry does when may_evict; NO_ROOM when there is
+ * none or the entry is over SCStoreMaxEntrySize), fill it from st (value
+ * included) and link it, unless a put or delete was applied to the
+ * partition since write_gen was read (SCStoreRead, SCStoreWriteGen), the
+ * cache is not live, or the key is already there.
  */
-extern SCInstallResult SCStoreInstall(SCHash hash, uint32 off,
-									  uint64 write_gen,
-									  const SCStorePolicy *policy);
+extern SCInstallResult SCStoreInstallState(SCHash hash, int32 cache_id,
+										   const char *key, int keylen,
+										   const SCEntryState *st,
+										   uint64 write_gen, bool may_evict,
+										   const SCStorePolicy *policy,
+										   SCRemovedBuf *removed);
 
 /*
  * Apply a committed put: replace the key's entry by the staged block (or
