@@ -457,6 +457,40 @@ durable_decode_expired(HeapTuple tup, TupleDesc desc, bool with_tid,
 	x->version = DatumGetInt64(SPI_getbinval(tup, desc, col, &isnull));
 }
 
+/*
+ * The rows a DELETE ... RETURNING cache_id, key, version just removed,
+ * copied into out_cxt (they outlive SPI and the transaction: the caller
+ * counts and announces them after commit).
+ */
+static SCDurableExpired *
+durable_deleted_rows(MemoryContext out_cxt, int *ndeleted)
+{
+	MemoryContext old = MemoryContextSwitchTo(out_cxt);
+	SCDurableExpired *gone = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
+	uint64		i;
+
+	for (i = 0; i < SPI_processed; i++)
+		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							   false, &gone[i]);
+	MemoryContextSwitchTo(old);
+	*ndeleted = (int) SPI_processed;
+	return gone;
+}
+
+/*
+ * Delete the rows a subquery over "d" selects, if their expiry (by the
+ * schema's rule) has passed, skipping rows a writer holds.
+ */
+#define DELETE_EXPIRED(from_where, expired) \
+	"DELETE FROM sessioncache.durable_entries" \
+	" WHERE ctid IN (SELECT d.ctid FROM " from_where " AND " expired \
+	"                FOR UPDATE OF d SKIP LOCKED)" \
+	" RETURNING cache_id, key, version"
+#define BY_CTID		"sessioncache.durable_entries d WHERE d.ctid = ANY($1)"
+#define BY_KEY \
+	"unnest($1, $2) AS v(cid, key) JOIN sessioncache.durable_entries d" \
+	" ON d.cache_id = v.cid AND d.key = v.key WHERE true"
+
 SCDurableExpired *
 SCDurableExpiredRows(int limit, int *n)
 {
@@ -497,7 +531,6 @@ SCDurableDeleteRows(SCDurableExpired *rows, int n, MemoryContext out_cxt,
 	Datum	   *tids = palloc(sizeof(Datum) * Max(n, 1));
 	SCSpiState	spi;
 	SCDurableExpired *gone;
-	MemoryContext old;
 	int			ret;
 	uint64		i;
 
@@ -507,27 +540,12 @@ SCDurableDeleteRows(SCDurableExpired *rows, int n, MemoryContext out_cxt,
 												false, TYPALIGN_SHORT));
 	SCSpiBegin(&spi);
 	ret = SPI_execute_with_args(durable_schema_11() ?
-								"DELETE FROM sessioncache.durable_entries"
-								" WHERE ctid IN (SELECT d.ctid FROM sessioncache.durable_entries d"
-								"                WHERE d.ctid = ANY($1) AND " ROW_EXPIRED_11
-								"                FOR UPDATE SKIP LOCKED)"
-								" RETURNING cache_id, key, version" :
-								"DELETE FROM sessioncache.durable_entries"
-								" WHERE ctid IN (SELECT d.ctid FROM sessioncache.durable_entries d"
-								"                WHERE d.ctid = ANY($1) AND " ROW_EXPIRED_10
-								"                FOR UPDATE SKIP LOCKED)"
-								" RETURNING cache_id, key, version",
+								DELETE_EXPIRED(BY_CTID, ROW_EXPIRED_11) :
+								DELETE_EXPIRED(BY_CTID, ROW_EXPIRED_10),
 								1, types, values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
-	/* outlives SPI and the transaction: the caller reads it after commit */
-	old = MemoryContextSwitchTo(out_cxt);
-	gone = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
-		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-							   false, &gone[i]);
-	MemoryContextSwitchTo(old);
-	*ndeleted = (int) SPI_processed;
+	gone = durable_deleted_rows(out_cxt, ndeleted);
 	SCSpiEnd(&spi);
 	return gone;
 }
@@ -626,37 +644,17 @@ SCDurableDeleteKeys(int n, const int32 *cache_ids, char *const *keys,
 	Datum		values[2];
 	SCSpiState	spi;
 	SCDurableExpired *gone;
-	MemoryContext old;
 	int			ret;
-	int			i;
 
 	durable_key_arrays(n, cache_ids, keys, keylens, values);
 	SCSpiBegin(&spi);
 	ret = SPI_execute_with_args(durable_schema_11() ?
-								"DELETE FROM sessioncache.durable_entries"
-								" WHERE ctid IN (SELECT d.ctid FROM unnest($1, $2) AS v(cid, key)"
-								"                JOIN sessioncache.durable_entries d"
-								"                ON d.cache_id = v.cid AND d.key = v.key"
-								"                WHERE " ROW_EXPIRED_11
-								"                FOR UPDATE OF d SKIP LOCKED)"
-								" RETURNING cache_id, key, version" :
-								"DELETE FROM sessioncache.durable_entries"
-								" WHERE ctid IN (SELECT d.ctid FROM unnest($1, $2) AS v(cid, key)"
-								"                JOIN sessioncache.durable_entries d"
-								"                ON d.cache_id = v.cid AND d.key = v.key"
-								"                WHERE " ROW_EXPIRED_10
-								"                FOR UPDATE OF d SKIP LOCKED)"
-								" RETURNING cache_id, key, version",
+								DELETE_EXPIRED(BY_KEY, ROW_EXPIRED_11) :
+								DELETE_EXPIRED(BY_KEY, ROW_EXPIRED_10),
 								2, types, values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not delete expired rows: %s", SPI_result_code_string(ret));
-	old = MemoryContextSwitchTo(out_cxt);
-	gone = palloc(sizeof(SCDurableExpired) * Max(SPI_processed, 1));
-	for (i = 0; i < (int) SPI_processed; i++)
-		durable_decode_expired(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-							   false, &gone[i]);
-	MemoryContextSwitchTo(old);
-	*ndeleted = (int) SPI_processed;
+	gone = durable_deleted_rows(out_cxt, ndeleted);
 	SCSpiEnd(&spi);
 	return gone;
 }
